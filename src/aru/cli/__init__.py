@@ -1,0 +1,83 @@
+"""aru's command line: a click group with one thin module per pipeline stage.
+
+Each subcommand lives in ``aru/cli/<name>.py``, parses its options, calls one library function and prints.
+Subcommands are imported lazily so ``aru --help`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+
+import click
+
+# name -> "module:attribute"; each module owns exactly one stage of the pipeline.
+COMMANDS: dict[str, str] = {
+    "demo": "aru.cli.demo:demo",
+    "edit": "aru.cli.edit:edit",
+    "eval": "aru.cli.evaluate:eval_cmd",
+    "fit": "aru.cli.fit:fit",
+    "gguf": "aru.cli.gguf:gguf",
+    "organism": "aru.cli.organism:organism",
+    "push": "aru.cli.push:push",
+    "run": "aru.cli.run:run",
+    "verify": "aru.cli.verify:verify",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | {n for n in COMMANDS if _available(n)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and _available(cmd_name):
+            module, attr = COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(module) is not None
+
+
+def handle_errors(func):
+    """Turn aru's bad-input errors into ``click.ClickException`` (exit 1, one clear line, no traceback)."""
+    from aru.errors import AruError
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (AruError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _version() -> str:
+    from aru import __version__
+
+    return __version__
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version=None, package_name="aru", prog_name="aru")
+def main() -> None:
+    """aru: remove a behaviour that fine-tuning taught a language model, by editing its weights.
+
+    \b
+    Start with the built-in model organism (offline, ~1 minute):
+      aru demo
+    \b
+    The pipeline, stage by stage:
+      aru fit MODEL --bad refusals.txt --good harmless.txt -o dirs.safetensors
+      aru edit MODEL --directions dirs.safetensors -o edited/
+      aru verify edited/ --base MODEL --directions dirs.safetensors
+      aru eval edited/ --base MODEL --bad test_bad.txt --good test_good.txt
+      aru push edited/ user/model-unlearned
+    \b
+    Or all at once from a recipe:
+      aru run recipes/organism.toml
+    """
