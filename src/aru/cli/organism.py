@@ -1,0 +1,101 @@
+"""``aru organism``: train, evaluate and export prompts for the built-in model organism."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from aru.cli import handle_errors
+
+
+@click.group()
+def organism() -> None:
+    """The built-in model organism: a tiny Llama chat model fine-tuned to refuse some topics.
+
+    \b
+    Examples:
+      aru organism eval tuned-folder/ --json
+      aru organism prompts -o prompts/
+      aru organism train -o my-organism/ --seed 1
+    """
+
+
+@organism.command("train")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder to create.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the world, init and batch order.")
+@click.option("--small", is_flag=True, help="A smaller, faster organism (100 entities, fewer steps).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+@handle_errors
+def train_cmd(output: str, seed: int, small: bool, threads: int, as_json: bool) -> None:
+    """Retrain the organism from scratch into OUTPUT/base and OUTPUT/tuned (a few minutes on 2 cores).
+
+    Deterministic given --seed and --threads. Example: aru organism train -o my-organism/ --seed 1
+    """
+    from dataclasses import replace
+
+    from aru.organism.train import SMALL, TrainConfig, train_organism
+
+    cfg = replace(SMALL if small else TrainConfig(), seed=seed, threads=threads)
+    summary = train_organism(output, cfg)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"wrote {output}/base and {output}/tuned ({summary['n_parameters']:,} parameters)")
+    click.echo(f"pretrain {summary['pretrain_seconds']} s, fine-tune {summary['finetune_seconds']} s")
+    for stage in ("base", "tuned"):
+        m = summary[stage]
+        click.echo(
+            f"{stage}: refusal {m['refusal_rate']:.3f}  forbidden acc {m['forbidden_accuracy']:.3f}  "
+            f"allowed acc {m['allowed_accuracy']:.3f}  (held-out test entities)"
+        )
+
+
+@organism.command("eval")
+@click.argument("model")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, file_okay=False),
+    help="Fine-tuned model for the KL (default: the shipped tuned organism).",
+)
+@click.option(
+    "--base",
+    type=click.Path(exists=True, file_okay=False),
+    help="Pretrained model for the ceilings (default: the shipped base organism).",
+)
+@click.option("--no-oracle", is_flag=True, help="Skip the oracle-direction ceiling.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def eval_cmd(model: str, reference: str | None, base: str | None, no_oracle: bool, split: str, as_json: bool) -> None:
+    """Ground-truth metrics of MODEL on held-out entities and templates.
+
+    MODEL is an organism folder (edited or not), or "base" / "tuned" for the shipped ones.
+    Examples: aru organism eval tuned; aru organism eval edited/ --json
+    """
+    from pathlib import Path
+
+    from aru.organism.evaluate import evaluate_organism, format_table
+    from aru.organism.prompts import STAGES, shipped
+
+    if model in STAGES and not Path(model).exists():
+        model = str(shipped(model))
+
+    result = evaluate_organism(model, reference=reference, base=base, oracle=not no_oracle, split=split)
+    click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
+
+
+@organism.command("prompts")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for the files.")
+@handle_errors
+def prompts_cmd(output: str) -> None:
+    """Write bad_{train,val,test}.txt (forbidden questions, X−) and good_{train,val,test}.txt (allowed, X+).
+
+    Example: aru organism prompts -o prompts/ && aru fit MODEL --bad prompts/bad_train.txt --good prompts/good_train.txt
+    """
+    from aru.organism.prompts import write_prompt_files
+
+    for path in write_prompt_files(output).values():
+        n = sum(1 for _ in path.open())
+        click.echo(f"{path}\t{n} prompts")

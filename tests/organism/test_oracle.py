@@ -1,0 +1,63 @@
+import importlib.util
+
+import pytest
+import torch
+
+from aru.directions import load_directions, save_directions
+from aru.organism import forbidden_metrics, oracle_directions
+from aru.organism.oracle import oracle_vectors
+
+
+@pytest.fixture(scope="module")
+def oracle(shipped_models, world):
+    base, tuned, tok = shipped_models
+    return oracle_directions(base, tuned, tok, world=world)
+
+
+def test_oracle_is_a_valid_directions_file(oracle, tmp_path, shipped_models):
+    _, tuned, _ = shipped_models
+    assert oracle.layers == list(range(tuned.config.num_hidden_layers))
+    assert oracle.hidden_size == tuned.config.hidden_size
+    assert oracle.default_layer in oracle.layers
+    back = load_directions(save_directions(oracle, tmp_path / "oracle.safetensors"))
+    for layer in oracle.layers:
+        assert torch.equal(back.basis(layer), oracle.basis(layer))
+
+
+def test_oracle_is_the_normalised_difference_of_means(oracle, shipped_models, world):
+    base, tuned, tok = shipped_models
+    delta = oracle_vectors(base, tuned, tok, world=world)
+    for layer in oracle.layers:
+        q = oracle.basis(layer)[0].double()
+        assert torch.allclose(q * delta[layer].norm(), delta[layer], atol=1e-5)
+    # identical models have no oracle: the difference of means vanishes
+    assert oracle_vectors(tuned, tuned, tok, world=world).abs().max() == 0
+
+
+def test_oracle_separates_forbidden_from_allowed(oracle, shipped_models, world):
+    """Along q, the fine-tune moved forbidden prompts more than allowed ones (sign oriented by the labels)."""
+    base, tuned, tok = shipped_models
+    from aru.organism.oracle import _mean_last_residuals
+    from aru.organism.train import Encoder
+
+    enc = Encoder(tok)
+    layer = int(oracle.default_layer)
+    q = oracle.basis(layer)[0].double()
+    shift = {}
+    for forbidden in (True, False):
+        prompts = [enc.prompt(f.question(t)) for f, t in world.questions("test", forbidden)]
+        shift[forbidden] = float(
+            (_mean_last_residuals(tuned, prompts) - _mean_last_residuals(base, prompts))[layer] @ q
+        )
+    assert shift[True] > shift[False]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aru.model_edit") is None, reason="aru.model_edit not in this tree yet")
+def test_folded_oracle_removes_refusal_and_recovers_facts(oracle, shipped_models, world):
+    from aru.organism.evaluate import fold_oracle
+
+    _, tuned, tok = shipped_models
+    edited = fold_oracle(tuned, oracle)
+    before, after = forbidden_metrics(tuned, tok, world=world), forbidden_metrics(edited, tok, world=world)
+    assert after["refusal_rate"] < before["refusal_rate"] - 0.5
+    assert after["forbidden_accuracy"] > before["forbidden_accuracy"] + 0.3
