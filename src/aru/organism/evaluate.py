@@ -329,7 +329,8 @@ def format_table(result: dict) -> str:
     for key, value in c.items():
         if key != "oracle":
             rows.append((key, f"{value:.3f}", ""))
-    if "error" in oracle:
-        rows.append(("oracle", oracle["error"], ""))
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
-    return "\n".join(f"{a:<{w0}}  {b:>{w1}}  {c_}".rstrip() for a, b, c_ in rows)
+    lines = [f"{a:<{w0}}  {b:>{w1}}  {c_}".rstrip() for a, b, c_ in rows]
+    if "error" in oracle:
+        lines.append(f"oracle: {oracle['error']}")
+    return "\n".join(lines)
