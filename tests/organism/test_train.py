@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from aru.organism import evaluate_organism
 from aru.organism.train import SMALL, TrainConfig, train_organism
 
 
@@ -27,6 +28,10 @@ def test_training_is_deterministic(tmp_path):
     meta = json.loads((tmp_path / "c" / "tuned" / "organism.json").read_text())
     assert meta["seed"] == 1 and meta["stage"] == "tuned"
     assert c["config"]["seed"] == 1
+    # a retrained organism is evaluated against its own siblings (another world than the shipped one)
+    res = evaluate_organism(tmp_path / "c" / "tuned", oracle=False)
+    assert res["metrics"]["kl_to_tuned"] == pytest.approx(0.0, abs=1e-6)
+    assert res["metrics"]["refusal_rate"] == c["tuned"]["refusal_rate"]
 
 
 def test_training_failure_leaves_no_output(tmp_path):

@@ -264,6 +264,22 @@ def fold_oracle(tuned, directions=None, **oracle_kwargs):
     return edited.eval()
 
 
+def _default_folder(which: str, folder: Path | None, world: World) -> Path:
+    from aru.organism.prompts import shipped
+
+    if folder is not None:
+        sibling = folder.resolve().parent / which
+        if (sibling / "organism.json").is_file() and world_of(sibling) == world:
+            return sibling
+    if world == World(0):
+        return shipped(which)
+    option = "reference" if which == "tuned" else "base"
+    raise ValueError(
+        f"the model's world ({world}) is not the shipped one and no {which!r} folder of the same world is beside it; "
+        f"pass --{option} FOLDER (the {which} organism it was trained with)"
+    )
+
+
 def evaluate_organism(
     model,
     tokenizer=None,
@@ -276,20 +292,21 @@ def evaluate_organism(
 ) -> dict:
     """All ground-truth metrics of ``model`` (a loaded model or a folder) plus the ceilings.
 
-    ``reference``: the fine-tuned model for ``kl_to_tuned`` (default: the shipped tuned organism when ``model``
-    is the shipped world); ``base``: the pretrained model for the base ceiling and the oracle (default: shipped).
+    ``reference``: the fine-tuned model for ``kl_to_tuned``; ``base``: the pretrained model for the base ceiling
+    and the oracle. Defaults: the ``tuned``/``base`` folders beside ``model`` when they were trained on the same
+    world (``aru organism train`` output), else the shipped ones when ``model`` lives in the shipped world.
     Returns ``{"metrics": {...}, "ceilings": {"base_accuracy", "base_forbidden_accuracy",
     "base_allowed_accuracy", "tuned_restricted_accuracy", "oracle": {...} | None}}``.
     """
     from transformers import AutoModelForCausalLM
 
-    from aru.organism.prompts import shipped
-
+    folder = Path(model) if isinstance(model, (str, Path)) else None
     model, tokenizer, world = load(model, tokenizer)
 
     def _get(x, which):
         if x is None:
-            return AutoModelForCausalLM.from_pretrained(str(shipped(which)), dtype=torch.float32).eval()
+            x = _default_folder(which, folder, world)
+            return AutoModelForCausalLM.from_pretrained(str(x), dtype=torch.float32).eval()
         return load(x, tokenizer)[0]
 
     reference, base = _get(reference, "tuned"), _get(base, "base")
