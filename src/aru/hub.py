@@ -201,7 +201,7 @@ def check_repo_id(repo_id: str) -> str:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise ValueError(
-            f"Malformed repo id {repo_id!r}: {exc}. Use the form owner/name, e.g. you/model-unlearned"
+            f"Malformed repo id {repo_id!r}: {str(exc).rstrip('.')}. Use the form owner/name, e.g. you/model-unlearned"
         ) from exc
     if repo_id.count("/") != 1:
         raise ValueError(f"Malformed repo id {repo_id!r}: use the form owner/name, e.g. you/model-unlearned")
