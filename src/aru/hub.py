@@ -262,29 +262,38 @@ def push(
     tok = resolve_token(token)
     api = HfApi(endpoint=endpoint, token=tok)
     message = commit_message or f"Upload {folder.name} edited with aru {record.get('aru_version')}"
-    card.save(folder / CARD_FILE)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    ignore = [".cache/**", ".git/**"]
-    if large:
-        api.upload_large_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            repo_type="model",
-            revision=revision,
-            private=private,
-            ignore_patterns=ignore,
-        )
-        result.commit_url = f"{api.endpoint}/{repo_id}"
-    else:
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            repo_type="model",
-            revision=revision,
-            commit_message=message,
-            ignore_patterns=ignore,
-        )
-        result.commit_url = str(getattr(info, "commit_url", info))
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        card.save(folder / CARD_FILE)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        ignore = [".cache/**", ".git/**"]
+        if large:
+            api.upload_large_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                repo_type="model",
+                revision=revision,
+                private=private,
+                ignore_patterns=ignore,
+            )
+            result.commit_url = f"{api.endpoint}/{repo_id}"
+        else:
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                repo_type="model",
+                revision=revision,
+                commit_message=message,
+                ignore_patterns=ignore,
+            )
+            result.commit_url = str(getattr(info, "commit_url", info))
+    except HfHubHTTPError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise AruError(
+            f"The Hub refused the push of {str(folder)!r} to {repo_id!r}: {first}. "
+            "Check the token's write access to that namespace (hf auth whoami) and the repo id."
+        ) from exc
     return result

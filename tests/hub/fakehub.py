@@ -18,6 +18,7 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}
         self.calls: list[str] = []
         self.tokens: set[str] = set()
+        self.refuse = False  # answer 403 to repo creation, like a token without write access
         self.validated = 0  # README.md metadata validations answered
         hub = self
 
@@ -80,6 +81,10 @@ class FakeHub:
                     hub.validated += 1
                     return self._send(200, {"warnings": []})
                 if path == "/api/repos/create":
+                    if hub.refuse:
+                        return self._send(
+                            403, {"error": "You don't have the rights to create a model under this namespace"}
+                        )
                     p = json.loads(body)
                     rid = f"{p['organization']}/{p['name']}"
                     hub.repos.setdefault(rid, {"private": p.get("visibility") == "private", "files": {"main": {}}})

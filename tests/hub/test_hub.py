@@ -131,3 +131,10 @@ def test_tampered_shard(aru_output, hub):
     with pytest.raises(ProvenanceError, match="model.safetensors changed"):
         push(aru_output, "you/x", token="t", endpoint=hub.endpoint)
     assert hub.calls == [] and not (aru_output / "README.md").exists()
+
+
+def test_hub_refusal_is_a_clear_error(aru_output, hub):
+    hub.refuse = True
+    with pytest.raises(AruError, match="refused the push.*you/x.*403"):
+        push(aru_output, "you/x", token="t", endpoint=hub.endpoint)
+    assert "you/x" not in hub.repos
