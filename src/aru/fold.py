@@ -1,0 +1,99 @@
+"""Pure tensor functions that fold a projection into the weights writing into the residual stream.
+
+With an orthonormal basis Q, (k, d), and a strength λ, the fold applies
+
+    P_λ = I − λ QᵀQ          (λ = 1: the orthogonal projection removing span(Q))
+
+to whatever a tensor writes into the residual stream. By layout (see :mod:`aru.arch`):
+
+- d on the second-to-last axis (nn.Linear (d, n), experts (E, d, i)):   W ← W − λ Qᵀ (Q W)
+- d on the last axis (embedding (V, d), Conv1D (n, d), experts (E, i, d), biases):  W ← W − λ (W Qᵀ) Q
+
+The math runs in float32 (or float64), never in the checkpoint's dtype; the result is cast back once and
+refused if it is not finite. Nothing here forms the dense d×d matrix P.
+
+For post-norm ("sandwich") blocks, y = g ⊙ u / rms(u) with u = W z, :func:`oblique_basis` gives the basis to
+fold instead: Q_g = orthonormalize(Q ⊙ g). Folding P = I − Q_gᵀQ_g makes (g ⊙ q)·u = 0, so q·y = 0 exactly
+for every q in span(Q); it changes rms(u), hence the per-token scale, so it is still an approximation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from aru.arch import LAYOUT_AXIS, LAYOUT_NDIM
+from aru.directions import orthonormalize
+from aru.errors import CheckpointError
+
+FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def fold_tensor(
+    w: torch.Tensor,
+    q: torch.Tensor,
+    layout: str,
+    *,
+    strength: float = 1.0,
+    compute_dtype: torch.dtype = torch.float32,
+    name: str = "tensor",
+) -> torch.Tensor:
+    """Return ``w`` with P_λ folded in along its residual axis (``layout``), in ``w``'s dtype.
+
+    ``w`` (any layout of :data:`aru.arch.LAYOUT_AXIS`), ``q`` (k, d) orthonormal. Raises
+    :class:`CheckpointError` for a non-float tensor, a shape that does not fit the layout, or a non-finite
+    result (e.g. a bf16 overflow).
+    """
+    if w.dtype not in FLOATS:
+        raise CheckpointError(
+            f"{name} has dtype {w.dtype}; aru folds only float tensors (f32/f16/bf16/f64). "
+            "Quantized checkpoints must be dequantized first."
+        )
+    axis = LAYOUT_AXIS[layout]
+    d = q.shape[-1]
+    if w.ndim != LAYOUT_NDIM[layout] or w.shape[axis] != d:
+        raise CheckpointError(
+            f"{name} has shape {tuple(w.shape)}, which does not fit layout {layout!r} with hidden size {d} "
+            f"on axis {axis}: the checkpoint does not match its config or the architecture table"
+        )
+    x = w.to(compute_dtype)
+    qc = q.to(compute_dtype)
+    if axis == -1:
+        x = x - strength * (x @ qc.T) @ qc  # (..., d)
+    else:
+        x = x - strength * qc.T @ (qc @ x)  # (..., d, n)
+    out = x.to(w.dtype)
+    if not torch.isfinite(out).all():
+        raise CheckpointError(f"folding into {name} gave non-finite values (dtype {w.dtype}); nothing was written")
+    return out
+
+
+def fold_linear(w: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
+    """nn.Linear weight (d, n): W − λ Qᵀ(Q W)."""
+    return fold_tensor(w, q, "out_in", **kw)
+
+
+def fold_conv1d(w: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
+    """GPT-2 Conv1D weight (n, d): W − λ (W Qᵀ) Q."""
+    return fold_tensor(w, q, "in_out", **kw)
+
+
+def fold_embedding(e: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
+    """Embedding matrix (V, d): every row projected."""
+    return fold_tensor(e, q, "embed", **kw)
+
+
+def fold_bias(b: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
+    """Bias (d,): b − λ Qᵀ(Q b)."""
+    return fold_tensor(b, q, "bias", **kw)
+
+
+def oblique_basis(q: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """Q_g = orthonormalize(Q ⊙ g), (k, d): the basis to fold before a post-norm with gain ``gain`` (d,)."""
+    return orthonormalize(q.double() * gain.double()[None, :]).to(torch.float32)
+
+
+def projection_residual(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """max |Q x| / |x| over the rows of ``x`` (..., d): how much of span(Q) is left (the leak)."""
+    x = x.reshape(-1, x.shape[-1]).double()
+    num = (x @ q.double().T).norm(dim=-1)
+    return (num / x.norm(dim=-1).clamp_min(1e-30)).max()
