@@ -1,0 +1,497 @@
+"""The streaming editor: fold a direction basis into a safetensors checkpoint, shard by shard.
+
+For each input shard, one sequential pass: non-writer tensors are copied as raw bytes (in 64 MiB chunks),
+writer tensors are read, folded in float32 (:mod:`aru.fold`), cast back and written in place, and both the
+input and the output are hashed on the way. The output shard has the same name, header and byte layout
+(plus ``lm_head.weight`` at its end when tied embeddings are untied), so peak memory is a small multiple of
+the largest writer tensor, not of the checkpoint.
+
+Everything is written into a temporary folder beside the output and renamed when complete: a failed run
+leaves no partial output, and the input is only ever read.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aru.arch import ArchSpec, get_spec
+from aru.directions import Directions, load_directions
+from aru.errors import AruWarning, CheckpointError, DirectionsError
+from aru.fold import fold_tensor, oblique_basis
+from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
+from aru.provenance import PROVENANCE_FILE, file_sha256, write_provenance
+from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, tensor_from_bytes, tensor_to_bytes
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+CHUNK = 64 << 20
+# other weight formats are not copied: they would hold the unedited weights next to the edited ones
+FOREIGN_WEIGHTS = re.compile(r".*\.(bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|safetensors)$")
+SKIP_DIRS = {".git", ".cache", ".huggingface"}
+COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py", "*.tiktoken", "*.md"]
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class EditResult:
+    """What :func:`edit_checkpoint` did."""
+
+    output: Path
+    edited: list[str]
+    untied: bool
+    approximate: list[str]
+    seconds: float
+    bytes_written: int
+    skipped_files: list[str] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return not self.approximate
+
+    def to_dict(self) -> dict:
+        return {
+            "output": str(self.output),
+            "edited_tensors": len(self.edited),
+            "untied": self.untied,
+            "exact": self.exact,
+            "approximate": self.approximate,
+            "seconds": round(self.seconds, 3),
+            "bytes_written": self.bytes_written,
+            "skipped_files": self.skipped_files,
+        }
+
+
+def resolve_model(model: str | Path, *, revision: str | None = None) -> tuple[Path, str | None, str | None]:
+    """(local folder, Hub repo id or None, revision or None) for a local folder or a Hub model id.
+
+    Hub ids are fetched with ``huggingface_hub.snapshot_download`` (safetensors, configs, tokenizer files).
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"model {str(model)!r} is a file; pass the checkpoint's folder")
+        return path.resolve(), None, revision
+    if not REPO_ID.match(str(model)):
+        raise CheckpointError(f"model {str(model)!r} is neither an existing folder nor a Hub id like 'org/name'")
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = Path(snapshot_download(str(model), revision=revision, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:  # offline, gated, missing: huggingface_hub raises many types
+        raise CheckpointError(
+            f"could not download {str(model)!r} from the Hub ({type(exc).__name__}: {exc}); "
+            "check the id, your network and HF_TOKEN, or pass a local folder"
+        ) from exc
+    return local, str(model), revision or local.name
+
+
+def list_shards(folder: Path) -> tuple[list[str], dict | None]:
+    """The shard file names of a checkpoint folder and its parsed index (None for a single file)."""
+    index_path = folder / INDEX
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            weight_map: dict[str, str] = index["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{str(index_path)!r} is not a valid safetensors index ({exc})") from exc
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{INDEX} in {str(folder)!r} names shards that do not exist: {missing}; re-download the checkpoint"
+            )
+        return shards, index
+    if (folder / SINGLE).is_file():
+        return [SINGLE], None
+    bins = sorted(p.name for p in folder.glob("*.bin"))
+    hint = (
+        f" It has {bins}: convert it with transformers (from_pretrained, then save_pretrained) first." if bins else ""
+    )
+    raise CheckpointError(f"{str(folder)!r} has no {SINGLE} or {INDEX}: aru edits safetensors checkpoints.{hint}")
+
+
+def load_config(folder: Path):
+    """(raw config.json dict, transformers config) of a checkpoint folder."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{str(folder)!r} has no config.json: it is not a transformers checkpoint")
+    raw = json.loads(path.read_text())
+    get_spec(raw.get("model_type", "<missing>"))  # unsupported architectures fail here, with the list
+    if raw.get("quantization_config"):
+        raise CheckpointError(
+            f"{str(folder)!r} is quantized ({raw['quantization_config'].get('quant_method', '?')}); "
+            "aru edits float checkpoints: dequantize it first"
+        )
+    from transformers import AutoConfig
+
+    return raw, AutoConfig.from_pretrained(folder)
+
+
+def directions_sha256(directions: Directions) -> str:
+    """A content hash of an in-memory Directions (the bytes save_directions would write, minus timing)."""
+    h = hashlib.sha256()
+    for key in sorted(directions.bases, key=str):
+        h.update(str(key).encode())
+        h.update(directions.bases[key].to(torch.float32).contiguous().numpy().tobytes())
+    h.update(json.dumps(dict(directions.metadata), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _check_output(folder: Path, output: Path, force: bool) -> None:
+    if output == folder or folder in output.parents or output in folder.parents:
+        raise CheckpointError(
+            f"output {str(output)!r} overlaps the input {str(folder)!r}; aru never modifies its input: "
+            "choose another output folder"
+        )
+    if output.exists() and not force:
+        raise CheckpointError(f"output {str(output)!r} already exists; choose another path or pass --force")
+    if output.exists() and not output.is_dir():
+        raise CheckpointError(f"output {str(output)!r} exists and is not a folder")
+
+
+@dataclass
+class _Edit:
+    writer_layout: str
+    q: torch.Tensor
+
+
+def _plan_tensors(
+    spec: ArchSpec, headers: dict[str, Header], plan: EditPlan, folder: Path, postnorm: str
+) -> tuple[dict[str, _Edit], str | None]:
+    """name → edit for every writer tensor the plan touches, and the token embedding's name."""
+    from safetensors import safe_open
+
+    where = {name: shard for shard, h in headers.items() for name in h.tensors}
+    edits: dict[str, _Edit] = {}
+    embed_name = None
+    seen_layers: set[int] = set()
+    for name in where:
+        hit = spec.match(name)
+        if hit is None:
+            continue
+        writer, layer, block = hit
+        if writer.role == "embed":
+            embed_name = name
+        q = plan.basis_for(writer.role, layer)
+        if q is None:
+            continue
+        norm = spec.postnorm_name(writer, block)
+        if norm and postnorm == "oblique":
+            if norm not in where:
+                raise CheckpointError(f"post-norm weight {norm!r} (after {name!r}) is not in the checkpoint")
+            with safe_open(folder / where[norm], framework="pt") as f:
+                q = oblique_basis(q, f.get_tensor(norm).float() + spec.norm_offset)
+        edits[name] = _Edit(writer.layout, q)
+        if layer is not None:
+            seen_layers.add(layer)
+    missing = sorted(set(plan.layers) - seen_layers)
+    if missing:
+        raise CheckpointError(
+            f"no residual-stream writers found for decoder layers {missing} in the checkpoint "
+            f"(model_type {spec.model_type!r}); the checkpoint does not match its config"
+        )
+    if plan.embed is not None and embed_name is None:
+        raise CheckpointError(f"no token embedding found in the checkpoint (model_type {spec.model_type!r})")
+    return edits, embed_name
+
+
+def _copy_range(fi, fo, n: int, h_in, h_out, bar) -> None:
+    while n > 0:
+        block = fi.read(min(CHUNK, n))
+        if not block:
+            raise CheckpointError(f"{fi.name!r} ended early: the shard is truncated")
+        h_in.update(block)
+        h_out.update(block)
+        fo.write(block)
+        n -= len(block)
+        bar.update(len(block))
+
+
+def _write_shard(
+    header: Header,
+    dst: Path,
+    edits: dict[str, _Edit],
+    *,
+    strength: float,
+    compute_dtype: torch.dtype,
+    untie_name: str | None,
+    lm_head: str,
+    bar,
+) -> tuple[str, str, list[str], dict]:
+    """Stream one shard; returns (input sha256, output sha256, edited names, notes)."""
+    h_in, h_out = hashlib.sha256(), hashlib.sha256()
+    ordered = sorted(header.tensors.values(), key=lambda t: t.begin)
+    extra: TensorInfo | None = None
+    if untie_name is not None:
+        e = header.tensors[untie_name]
+        extra = TensorInfo(lm_head, e.dtype, e.shape, header.data_size, header.data_size + e.nbytes)
+    edited, notes = [], {}
+    head_bytes = None
+    with open(header.path, "rb") as fi, open(dst, "wb") as fo:
+        raw_header = fi.read(header.data_start)
+        h_in.update(raw_header)
+        out_header = raw_header if extra is None else encode_header([*ordered, extra], header.metadata)
+        fo.write(out_header)
+        h_out.update(out_header)
+        bar.update(header.data_start)
+        pos = 0
+        for t in ordered:
+            if t.name not in edits:
+                continue
+            _copy_range(fi, fo, t.begin - pos, h_in, h_out, bar)
+            buf = bytearray(t.nbytes)
+            if fi.readinto(buf) != t.nbytes:
+                raise CheckpointError(f"{str(header.path)!r} ended inside tensor {t.name!r}: the shard is truncated")
+            h_in.update(buf)
+            w = tensor_from_bytes(buf, t)
+            edit = edits[t.name]
+            new = fold_tensor(
+                w, edit.q, edit.writer_layout, strength=strength, compute_dtype=compute_dtype, name=t.name
+            )
+            if t.name == untie_name:
+                head_bytes = buf
+            elif edit.writer_layout == "embed":
+                notes["embed_relative_change"] = float((new.float() - w.float()).norm() / w.float().norm())
+            out = tensor_to_bytes(new)
+            fo.write(out)
+            h_out.update(out)
+            bar.update(t.nbytes)
+            edited.append(t.name)
+            pos = t.end
+        _copy_range(fi, fo, header.data_size - pos, h_in, h_out, bar)
+        if extra is not None:
+            assert head_bytes is not None
+            fo.write(head_bytes)
+            h_out.update(head_bytes)
+    return h_in.hexdigest(), h_out.hexdigest(), edited, notes
+
+
+def _copy_other_files(folder: Path, tmp: Path, shards: list[str]) -> list[str]:
+    """Copy config, tokenizer, generation config, chat template, ...; returns the weight files skipped."""
+    skipped = []
+    for src in sorted(folder.rglob("*")):
+        rel = src.relative_to(folder)
+        if any(part in SKIP_DIRS for part in rel.parts) or not src.is_file():
+            continue
+        name = rel.as_posix()
+        if name in shards or name in (INDEX, PROVENANCE_FILE):
+            continue
+        if FOREIGN_WEIGHTS.fullmatch(src.name):
+            skipped.append(name)
+            continue
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp / rel)
+    return skipped
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc="aru edit", disable=not enabled, file=sys.stderr)
+
+
+def edit_checkpoint(
+    model: str | Path,
+    directions: str | Path | Directions,
+    output: str | Path,
+    *,
+    layers: str | list[int] | None = None,
+    source_layer: int | str | None = None,
+    per_layer: bool = False,
+    k: int | None = None,
+    strength: float = 1.0,
+    keep_tied: bool = False,
+    postnorm: str = "orthogonal",
+    dtype: str = "float32",
+    force: bool = False,
+    revision: str | None = None,
+    progress: bool = True,
+    extra_provenance: dict | None = None,
+) -> EditResult:
+    """Write ``output``: the checkpoint ``model`` (folder or Hub id) with the directions folded into its writers.
+
+    See :func:`aru.model_edit.make_plan` for ``layers``, ``source_layer``, ``per_layer``, ``k`` and
+    ``strength``; :func:`aru.model_edit.fold_into_model` for ``keep_tied`` and ``postnorm``. ``dtype`` is
+    the precision of the fold arithmetic (``float32`` or ``float64``); every tensor keeps its dtype.
+    """
+    start = time.perf_counter()
+    if postnorm not in POSTNORM_MODES:
+        raise ValueError(f"postnorm {postnorm!r} is not one of {POSTNORM_MODES}")
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {sorted(COMPUTE_DTYPES)} (the fold's arithmetic precision)")
+    folder, repo_id, revision = resolve_model(model, revision=revision)
+    output = Path(output).expanduser().resolve()
+    _check_output(folder, output, force)
+
+    directions_path = None
+    if not isinstance(directions, Directions):
+        directions_path = Path(directions).expanduser().resolve()
+        directions = load_directions(directions_path)
+    raw_config, config = load_config(folder)
+    spec = get_spec(config.model_type)
+    hidden = config.hidden_size
+    if directions.hidden_size != hidden:
+        raise DirectionsError(
+            f"the directions have dimension {directions.hidden_size} but {str(model)!r} has hidden size {hidden}; "
+            "fit them on this model with: aru fit"
+        )
+    plan = make_plan(
+        directions,
+        config.num_hidden_layers,
+        layers=layers,
+        source_layer=source_layer,
+        strength=strength,
+        per_layer=per_layer,
+        k=k,
+    )
+    shards, index = list_shards(folder)
+    headers = {s: read_header(folder / s) for s in shards}
+    edits, embed_name = _plan_tensors(spec, headers, plan, folder, postnorm)
+    all_names = {n for h in headers.values() for n in h.tensors}
+    tied = bool(getattr(config, "tie_word_embeddings", False)) and spec.lm_head not in all_names
+    untie = tied and plan.embed is not None and not keep_tied
+    embed_shard = next((s for s, h in headers.items() if embed_name in h.tensors), None)
+
+    approximate = []
+    if spec.postnorm and plan.layers:
+        approximate.append(
+            f"{spec.model_type} has post-norm blocks ({', '.join(spec.postnorm.values())}) after the writers: "
+            f"the {postnorm} fold is approximate; run aru verify to see the deviation"
+        )
+    if tied and plan.embed is not None and keep_tied:
+        approximate.append("keep_tied: the shared embedding matrix also projects the output head")
+
+    total = sum(h.data_start + h.data_size for h in headers.values())
+    needed = total + (headers[embed_shard].tensors[embed_name].nbytes if untie else 0)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(output.parent).free
+    if free < needed + (16 << 20):
+        raise CheckpointError(
+            f"not enough disk space in {str(output.parent)!r}: the edit needs {needed / 1e9:.2f} GB, "
+            f"{free / 1e9:.2f} GB are free; free some space or choose another output"
+        )
+
+    tmp = output.parent / f".{output.name}.aru-partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    compute = COMPUTE_DTYPES[dtype]
+    in_hashes, out_hashes, edited, notes = {}, {}, [], {}
+    try:
+        tmp.mkdir()
+        with _progress(total, progress) as bar:
+            for shard in shards:
+                (tmp / shard).parent.mkdir(parents=True, exist_ok=True)
+                in_sha, out_sha, names, shard_notes = _write_shard(
+                    headers[shard],
+                    tmp / shard,
+                    edits,
+                    strength=plan.strength,
+                    compute_dtype=compute,
+                    untie_name=embed_name if untie and shard == embed_shard else None,
+                    lm_head=spec.lm_head,
+                    bar=bar,
+                )
+                in_hashes[shard], out_hashes[shard] = in_sha, out_sha
+                edited += names
+                notes.update(shard_notes)
+        if "embed_relative_change" in notes and tied and keep_tied:
+            approximate[-1] += f" (relative change of the head's weights: {notes['embed_relative_change']:.3g})"
+        skipped = _copy_other_files(folder, tmp, shards)
+        if index is not None:
+            new_index = json.loads(json.dumps(index))
+            if untie:
+                new_index["weight_map"][spec.lm_head] = embed_shard
+                meta = new_index.setdefault("metadata", {})
+                if "total_size" in meta:
+                    meta["total_size"] = int(meta["total_size"]) + headers[embed_shard].tensors[embed_name].nbytes
+            (tmp / INDEX).write_text(json.dumps(new_index, indent=2) + "\n")
+        if untie:
+            cfg = dict(raw_config)
+            cfg["tie_word_embeddings"] = False
+            (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        files = dict(out_hashes)
+        for p in sorted(tmp.rglob("*")):
+            rel = p.relative_to(tmp).as_posix()
+            if p.is_file() and rel not in files and rel not in (PROVENANCE_FILE, "README.md"):
+                files[rel] = file_sha256(p)
+        settings = {
+            **plan.to_dict(),
+            "layers": None if layers is None else sorted(plan.layers),
+            "k": k,
+            "keep_tied": keep_tied,
+            "postnorm": postnorm,
+            "dtype": dtype,
+            "untied": untie,
+            "exact": not approximate,
+            "approximate": approximate,
+            "model_type": spec.model_type,
+        }
+        record = {
+            "input": {
+                "path": None if repo_id else str(folder),
+                "repo_id": repo_id,
+                "revision": revision,
+                "files": in_hashes,
+            },
+            "directions": {
+                "path": str(directions_path) if directions_path else None,
+                "sha256": file_sha256(directions_path) if directions_path else directions_sha256(directions),
+                "metadata": dict(directions.metadata),
+            },
+            "settings": settings,
+            "edited_tensors": edited,
+        }
+        if extra_provenance:
+            record["extra"] = dict(extra_provenance)
+        write_provenance(tmp, record, files=files)
+        if output.exists():  # --force: swap in the new folder, then drop the old one
+            old = output.parent / f".{output.name}.aru-old"
+            shutil.rmtree(old, ignore_errors=True)
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise CheckpointError(
+                f"the disk holding {str(output.parent)!r} ran out of space while writing; nothing was written. "
+                "Free some space or choose another output"
+            ) from exc
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for msg in approximate:
+        warnings.warn(msg, AruWarning, stacklevel=2)
+    if untie:
+        print(
+            f"aru: untied the embeddings: {spec.lm_head} keeps the original matrix, tie_word_embeddings = false "
+            "(pass --keep-tied to keep them tied, approximately)",
+            file=sys.stderr,
+        )
+    from aru.provenance import read_provenance
+
+    return EditResult(
+        output=output,
+        edited=edited,
+        untied=untie,
+        approximate=approximate,
+        seconds=time.perf_counter() - start,
+        bytes_written=sum((output / s).stat().st_size for s in shards),
+        skipped_files=skipped,
+        provenance=read_provenance(output),
+    )

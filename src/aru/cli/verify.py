@@ -1,0 +1,71 @@
+"""``aru verify``: the edited checkpoint must equal the base model with projection hooks."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from aru.cli import handle_errors
+
+
+@click.command("verify")
+@click.argument("edited", type=click.Path(exists=True, file_okay=False))
+@click.option("--base", default=None, help="The unedited model (default: the input recorded in aru.json).")
+@click.option(
+    "-d",
+    "--directions",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The directions file (default: the one recorded in aru.json).",
+)
+@click.option("--tol", type=float, default=None, help="Max |Δlogit| / max |logit| (default by dtype: f32 1e-4).")
+@click.option("--strict", is_flag=True, help="Also fail approximate (post-norm) edits beyond tolerance.")
+@click.option(
+    "--gguf",
+    "gguf_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also compare this GGUF (from aru gguf) with EDITED in transformers.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@handle_errors
+def verify(edited, base, directions, tol, strict, gguf_file, as_json):
+    """Run BASE with hooks that project every writer's output and EDITED with none, on the same tokens;
+    print max |Δlogit| and the leak (max |Q h| / |h| over decoder-layer outputs). Exit 1 above tolerance.
+
+    \b
+    Examples:
+      aru verify edited/
+      aru verify edited/ --base ./my-model -d dirs.safetensors --json
+      aru verify edited/ --gguf edited.gguf
+    """
+    from aru.verify import verify_edit
+
+    result = verify_edit(edited, base, directions, tol=tol)
+    ok = result.within_tolerance if strict else result.passed
+    report = result.to_dict()
+    if gguf_file:
+        from aru.gguf import compare_gguf
+
+        report["gguf"] = compare_gguf(edited, gguf_file).to_dict()
+        ok = ok and report["gguf"]["passed"]
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        leak = "n/a" if result.leak is None else f"{result.leak:.2e} (base model: {result.base_leak:.2e})"
+        click.echo(
+            f"max |Δlogit| {result.max_abs_dlogit:.3g} (relative {result.rel_dlogit:.2e}, tol {result.tol:g}, "
+            f"{result.checkpoint_dtype}); leak {leak}"
+        )
+        if not result.exact:
+            click.echo("APPROXIMATE: post-norm family; the deviation above is the fold's approximation error")
+        if gguf_file:
+            g = report["gguf"]
+            click.echo(
+                f"GGUF: max |Δlogit| {g['max_abs_dlogit']:.3g} (relative {g['rel_dlogit']:.2e}), "
+                f"greedy agreement {g['greedy_agreement']:.3f}, token ids agree {g['token_ids_agree']}"
+            )
+        click.echo("PASS" if ok else "FAIL")
+    if not ok:
+        raise SystemExit(1)
