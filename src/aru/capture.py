@@ -41,6 +41,7 @@ from aru.stats import StreamingStats
 
 OVERFLOW = ("truncate", "skip", "error")
 LAYER_LISTS = ("layers", "h", "blocks")
+ALL_LAYERS = "all"
 
 
 class _Stop(Exception):
@@ -127,11 +128,13 @@ def _num_layers_config(model) -> int | None:
 
 
 def resolve_layers(layers: Sequence[int] | int | None, num_layers: int) -> list[int]:
-    """Sorted unique capture points in 0..L (negative counts from the end; None = 1..L)."""
+    """Sorted unique capture points in 0..L (negative counts from the end; None = 1..L; "all" = 0..L)."""
     if layers is None:
         return list(range(1, num_layers + 1))
     if isinstance(layers, int):
         layers = [layers]
+    if ALL_LAYERS in layers:
+        return list(range(num_layers + 1))
     out = set()
     for ly in layers:
         if isinstance(ly, bool) or not isinstance(ly, int):
@@ -147,6 +150,33 @@ def resolve_layers(layers: Sequence[int] | int | None, num_layers: int) -> list[
     if not out:
         raise ValueError("no layers requested; pass at least one layer")
     return sorted(out)
+
+
+def parse_layers(spec: str | None) -> list[int] | None:
+    """Layers from text: ``"1,2,5"``, ranges ``"2-6"``, negatives ``"-1"``, ``"all"`` (every capture point 0..L,
+    returned as the range -L-1..-1 resolved later), or None/``""`` for the default 1..L."""
+    if spec is None or not str(spec).strip():
+        return None
+    s = str(spec).strip().lower()
+    if s == "all":
+        return [ALL_LAYERS]
+    out: list[int] = []
+    for part in s.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ValueError(
+                f"layers={spec!r}: use comma-separated layers and ranges, e.g. '4', '2,5' or '2-6', or 'all'"
+            ) from None
+    return out
 
 
 def max_context(model, tokenizer=None) -> int | None:
@@ -371,9 +401,17 @@ def capture(
     )
 
 
-def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto", device: str | None = None, device_map=None):
-    """(model, tokenizer) from a local folder or a Hub id, in eval mode. ``device_map`` (e.g. ``"auto"``) spreads
-    a model larger than one device with accelerate; otherwise the model is moved to ``device`` (default CPU)."""
+def load_model(
+    name_or_path: str,
+    *,
+    tokenizer: str | None = None,
+    dtype: str | torch.dtype = "auto",
+    device: str | None = None,
+    device_map=None,
+):
+    """(model, tokenizer) from a local folder or a Hub id, in eval mode; the tokenizer from ``tokenizer`` if given,
+    else from the model's own folder. ``device_map`` (e.g. ``"auto"``) spreads a model larger than one device with
+    accelerate; otherwise the model is moved to ``device`` (default CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if isinstance(dtype, str) and dtype != "auto":
@@ -386,5 +424,5 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto", device: 
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
     if device_map is None and device is not None:
         model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-    return model.eval(), tokenizer
+    tok = AutoTokenizer.from_pretrained(str(tokenizer or name_or_path))
+    return model.eval(), tok

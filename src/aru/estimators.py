@@ -512,3 +512,46 @@ def format_table(result: FitResult) -> str:
     held = result.directions.metadata.get("heldout", "")
     lines.append(f"* default layer (best held-out AUROC; held-out set: {held})")
     return "\n".join(lines)
+
+
+def fit_to_file(
+    model: str,
+    bad: str,
+    good: str,
+    out: str,
+    *,
+    val_bad: str | None = None,
+    val_good: str | None = None,
+    field: str | None = None,
+    column: str | None = None,
+    tokenizer: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    device_map: str | None = None,
+    **fit_options,
+) -> FitResult:
+    """``aru fit``: load the model (folder or Hub id) and the prompt files, :func:`fit_directions`, and write the
+    directions file ``out`` atomically (nothing is written if anything fails)."""
+    from pathlib import Path
+
+    from aru.capture import load_model
+    from aru.directions import save_directions
+    from aru.prompts import load_prompts
+
+    out_path = Path(out)
+    if out_path.suffix != ".safetensors":
+        raise ValueError(f"output {out!r} must end in .safetensors (e.g. -o directions.safetensors)")
+    if out_path.exists() and out_path.is_dir():
+        raise FileExistsError(f"output {out!r} is a folder; give a file name like {out}/directions.safetensors")
+    sets = {
+        name: load_prompts(path, field=field, column=column) if path else None
+        for name, path in (("bad", bad), ("good", good), ("val_bad", val_bad), ("val_good", val_good))
+    }
+    mdl, tok = load_model(model, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map)
+    res = fit_directions(
+        mdl, tok, sets["bad"], sets["good"], val_bad=sets["val_bad"], val_good=sets["val_good"], **fit_options
+    )
+    meta = dict(res.directions.metadata, base_model=str(model))
+    directions = Directions(res.directions.bases, res.directions.hidden_size, meta, res.directions.extras)
+    save_directions(directions, out_path)
+    return FitResult(directions, res.table, res.default_layer)
