@@ -191,9 +191,49 @@ def max_context(model, tokenizer=None) -> int | None:
     return min(limits) if limits else None
 
 
+def check_tokenizer(model, tokenizer) -> None:
+    """Raise ``ValueError`` if the tokenizer has more tokens than the model's embedding has rows; warn
+    (:class:`AruWarning`) if its BOS / EOS / PAD ids differ from the ones in the model's config."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    try:
+        n_tok = len(tokenizer)
+    except TypeError:
+        n_tok = None
+    name = getattr(tokenizer, "name_or_path", "")
+    if n_tok is not None and n_tok > rows:
+        raise ValueError(
+            f"the tokenizer {name!r} does not match the model: it has {n_tok} tokens but the model's embedding has "
+            f"{rows} rows; load the tokenizer from the model's own checkpoint"
+        )
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for kind in ("bos", "eos", "pad"):
+        want = getattr(cfg, f"{kind}_token_id", None)
+        have = getattr(tokenizer, f"{kind}_token_id", None)
+        wanted = set(want) if isinstance(want, (list, tuple)) else {want}
+        if want is not None and have is not None and have not in wanted:
+            warnings.warn(
+                f"the tokenizer's {kind} token id is {have} but the model's config says {want}; check that "
+                f"{name!r} is the model's own tokenizer",
+                AruWarning,
+                stacklevel=3,
+            )
+
+
 def _input_device(model) -> torch.device:
+    """Where the input ids go: the embedding's device, or for an accelerate-offloaded embedding (meta weights) the
+    device its hook computes on (``hf_device_map``: an int is a CUDA index, ``"cpu"``/``"disk"`` run on the CPU)."""
     emb = model.get_input_embeddings()
-    return emb.weight.device
+    if emb.weight.device.type != "meta":
+        return emb.weight.device
+    device_map = getattr(model, "hf_device_map", None) or {}
+    name = next((n for n, m in model.named_modules() if m is emb), "")
+    for key in sorted(device_map, key=len, reverse=True):
+        if key == "" or name == key or name.startswith(key + "."):
+            where = device_map[key]
+            if isinstance(where, int):
+                return torch.device("cuda", where)
+            return torch.device("cpu" if where in ("cpu", "disk") else where)
+    return torch.device("cpu")
 
 
 @torch.inference_mode()
@@ -236,6 +276,7 @@ def capture(
     hidden = model.get_input_embeddings().weight.shape[1]
     vocab_rows = model.get_input_embeddings().weight.shape[0]
 
+    check_tokenizer(model, tokenizer)
     ids = tokenize_formatted(tokenizer, texts)
     bad_ids = [(i, max(t)) for i, t in enumerate(ids) if t and max(t) >= vocab_rows]
     if bad_ids:

@@ -29,5 +29,5 @@ def tiny_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(n_embd=32, n_layer=3, n_head=4, vocab_size=1500, n_positions=64)
+    cfg = GPT2Config(n_embd=32, n_layer=3, n_head=4, vocab_size=1500, n_positions=64, bos_token_id=1, eos_token_id=2)
     return GPT2LMHeadModel(cfg).eval()

@@ -132,3 +132,50 @@ def test_bad_position():
     with pytest.raises(ValueError, match="mean:N"):
         parse_position("middle")
     assert str(parse_position("mean:4")) == "mean:4"
+
+
+def test_hooks_removed_when_the_forward_fails(organism, texts, monkeypatch):
+    model, tok = organism
+    _, blocks = decoder_layers(model)
+    before = [(len(b._forward_pre_hooks), len(b._forward_hooks)) for b in blocks]
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(blocks[1], "forward", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        capture(model, tok, texts, [3, 4])
+    assert [(len(b._forward_pre_hooks), len(b._forward_hooks)) for b in blocks] == before
+
+
+def test_accelerate_device_map_with_offload(organism, texts, tmp_path):
+    """A model dispatched by accelerate (some layers and the embedding offloaded to disk) captures the same."""
+    from transformers import AutoModelForCausalLM
+
+    from aru.organism import shipped
+
+    model, tok = organism
+    where = {"model.embed_tokens": "disk", "model.layers.0": "cpu", "model.layers.1": "disk", "model.layers.2": "disk",
+             "model.layers.3": "cpu", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "disk"}  # fmt: skip
+    dispatched = AutoModelForCausalLM.from_pretrained(
+        str(shipped("tuned")), device_map=where, offload_folder=str(tmp_path), dtype=torch.float32
+    ).eval()
+    assert dispatched.hf_device_map["model.layers.1"] == "disk"
+    for layers in ([2], [1, 4]):
+        got = capture(dispatched, tok, texts, layers, keep=True, batch_size=2)
+        ref = capture(model, tok, texts, layers, keep=True, batch_size=2)
+        for ly in layers:
+            torch.testing.assert_close(got.activations[ly], ref.activations[ly], atol=1e-6, rtol=0)
+    with torch.no_grad():  # the truncated captures left the dispatched model usable
+        x = torch.tensor([tokenize_formatted(tok, texts[:1])[0]])
+        torch.testing.assert_close(dispatched(x).logits, model(x).logits, atol=1e-5, rtol=0)
+
+
+def test_tokenizer_special_ids_mismatch_warns(organism, texts, tiny_gpt2):
+    _, tok = organism
+    tiny_gpt2.config.eos_token_id = 7
+    try:
+        with pytest.warns(AruWarning, match="eos token id is 2 but the model's config says 7"):
+            capture(tiny_gpt2, tok, texts, [1])
+    finally:
+        tiny_gpt2.config.eos_token_id = 2
