@@ -417,3 +417,58 @@ def run_recipe(
         result.pushed = getattr(res, "commit_url", None) or recipe.push.repo_id
     log(f"aru run: done in {timings['total']:.1f} s → {final}")
     return result
+
+
+def demo_text(report: dict[str, Any], output: Path | None) -> str:
+    """The demo's printout: the organism table, the targets, the chosen edit."""
+    org, sel = report["organism"], report["selection"]
+    ch = sel["chosen"]
+    lines = [
+        "aru demo: the built-in organism (a 4-layer Llama fine-tuned to refuse 4 of 8 topics), held-out test split",
+        "",
+        organism_markdown(org),
+        "",
+        *[f"{'PASS' if c['passed'] else 'FAIL'}  {c['check']}: {c['value']}" for c in report["checks"]],
+        "",
+        f"chosen automatically among {len(sel['candidates'])} candidates: {ch['name']} "
+        f"(first-token KL on validation X+ {next(r['kl'] for r in sel['candidates'] if r['chosen']):.3f}, "
+        f"budget {sel['kl_budget']:g})",
+        f"verify: relative max |Δlogit| {report['verify']['rel_dlogit']:.1e} "
+        f"({'passed' if report['verify']['passed'] else 'FAILED'}); total {report['timings']['total']:.1f} s",
+    ]
+    if output is not None:
+        lines.append(f"edited organism: {output} (report.md inside; aru verify {output})")
+    return "\n".join(lines)
+
+
+def run_demo(*, output: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run the organism recipe (:func:`aru.recipe.organism_recipe`) and return ``{"text", "checks", "organism",
+    "selection", "output", "timings"}``; without ``output`` the edited organism goes to a temporary folder that is
+    removed afterwards."""
+    import torch
+
+    from aru.recipe import organism_recipe
+
+    torch.manual_seed(0)
+    recipe = organism_recipe()
+    tmp = None
+    if output is None:
+        tmp = Path(tempfile.mkdtemp(prefix="aru-demo-"))
+        target = tmp / "organism-unlearned"
+    else:
+        target = Path(output)
+    try:
+        res = run_recipe(recipe, output=target, overwrite=overwrite, push=False, progress=progress)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    kept = None if tmp is not None else res.output
+    rep = res.report
+    return {
+        "text": demo_text(rep, kept),
+        "checks": rep["checks"],
+        "organism": rep["organism"],
+        "selection": {k: v for k, v in rep["selection"].items() if k != "candidates"},
+        "output": None if kept is None else str(kept),
+        "timings": rep["timings"],
+    }

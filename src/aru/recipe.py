@@ -400,3 +400,28 @@ output = "aru-organism-unlearned"
 max_new_tokens = 8
 batch_size = 256
 """
+
+
+def format_default(value: Any) -> str:
+    """A default as the documentation writes it (TOML syntax; ``(required)`` for empty required strings, ``—``
+    for None)."""
+    if value is None:
+        return "—"
+    if value == "":
+        return "(required)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_default(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def defaults_markdown() -> str:
+    """The reference table of every recipe key and its default (pasted into the docs; a test compares them)."""
+    lines = ["| key | default |", "|---|---|"]
+    for section, keys in defaults().items():
+        for key, value in keys.items():
+            lines.append(f"| `{section}.{key}` | `{format_default(value)}` |")
+    return "\n".join(lines)
