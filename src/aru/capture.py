@@ -129,6 +129,8 @@ def _num_layers_config(model) -> int | None:
 
 def resolve_layers(layers: Sequence[int] | int | None, num_layers: int) -> list[int]:
     """Sorted unique capture points in 0..L (negative counts from the end; None = 1..L; "all" = 0..L)."""
+    if isinstance(layers, str):
+        layers = parse_layers(layers)
     if layers is None:
         return list(range(1, num_layers + 1))
     if isinstance(layers, int):
@@ -189,6 +191,15 @@ def max_context(model, tokenizer=None) -> int | None:
         limits.append(tok_max)
     limits = [v for v in limits if isinstance(v, int) and v > 0]
     return min(limits) if limits else None
+
+
+def _hidden_size(model) -> int:
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    for key in ("hidden_size", "n_embd", "d_model"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int):
+            return v
+    return model.get_input_embeddings().weight.shape[1]
 
 
 def check_tokenizer(model, tokenizer) -> None:
@@ -273,7 +284,7 @@ def capture(
     base, blocks = decoder_layers(model)
     num_layers = len(blocks)
     layer_list = resolve_layers(layers, num_layers)
-    hidden = model.get_input_embeddings().weight.shape[1]
+    hidden = _hidden_size(model)
     vocab_rows = model.get_input_embeddings().weight.shape[0]
 
     check_tokenizer(model, tokenizer)
@@ -316,7 +327,8 @@ def capture(
     empty = [i for i, t in enumerate(ids) if not t]
     if empty:
         raise ValueError(f"prompt {empty[0]} tokenizes to nothing; remove empty prompts")
-    order = sorted((i for i in range(len(ids)) if i not in set(skipped)), key=lambda i: -len(ids[i]))
+    dropped = set(skipped)
+    order = sorted((i for i in range(len(ids)) if i not in dropped), key=lambda i: -len(ids[i]))
     if not order:
         raise ValueError("every prompt was skipped as too long; shorten them or use overflow='truncate'")
 
@@ -398,9 +410,11 @@ def capture(
                 sel = select.to(h.device)
                 if pos.kind == "all":
                     x = h[sel]  # (n_selected, d), row-major: prompt by prompt
+                elif take_last == 1:
+                    x = h[sel]  # (batch, d): exactly one selected position per prompt
                 else:
-                    w = sel.to(h.dtype)
-                    x = (h * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # (batch, d)
+                    w = sel.to(torch.float32)
+                    x = (h.float() * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # (batch, d)
                 stats[ly].update(x)
                 if keep:
                     x32 = x.float().cpu()

@@ -364,6 +364,8 @@ def capture_sets(
         bad, vb, good, vg = sb.train, sb.val, sg.train, sg.val
     else:
         kind, vb, vg = "train", None, None
+    if raw and parse_position(position).kind == "all":
+        capture_options.setdefault("post_tokens", 0)  # raw prompts have no template suffix: every token
     common = dict(layers=layers, position=position, batch_size=batch_size, **capture_options)
 
     def run(prompts, desc, keep, mom):
