@@ -32,10 +32,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from aru.errors import AruWarning
+from aru.errors import AruWarning, CheckpointError
 from aru.prompts import post_instruction_length, tokenize_formatted
 from aru.stats import StreamingStats
 
@@ -476,8 +477,15 @@ def load_model(
     kwargs = {"dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path), **kwargs)
+        tok = AutoTokenizer.from_pretrained(str(tokenizer or name_or_path))
+    except OSError as exc:  # not a folder, not on the Hub (or offline), missing files
+        where = "the local folder" if Path(str(name_or_path)).is_dir() else "a local folder or the Hub"
+        raise CheckpointError(
+            f"cannot load model {str(name_or_path)!r} (tokenizer {str(tokenizer or name_or_path)!r}) from {where}: "
+            f"{str(exc).splitlines()[0]}; pass a model folder with config.json and weights, or a Hub id"
+        ) from exc
     if device_map is None and device is not None:
         model.to(device)
-    tok = AutoTokenizer.from_pretrained(str(tokenizer or name_or_path))
     return model.eval(), tok

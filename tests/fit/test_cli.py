@@ -116,3 +116,11 @@ def test_tokenizer_mismatch(files, tmp_path, model_dir):
         small, "--tokenizer", model_dir, "--bad", files / "bad_val.txt", "--good", files / "good_val.txt", "-o", out
     )
     assert r.exit_code == 1 and "does not match the model" in r.output and not out.exists()
+
+
+def test_missing_model_folder(files, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "d.safetensors"
+    r = _run(tmp_path / "no-such-model", "--bad", files / "bad_val.txt", "--good", files / "good_val.txt", "-o", out)
+    assert r.exit_code == 1 and "cannot load model" in r.output and "Traceback" not in r.output
+    assert not out.exists()
