@@ -57,3 +57,21 @@ def test_fit_directions_with_holdout(organism, organism_sets):
     assert md["heldout"] == "holdout" and int(md["n_bad"]) == 256 and md["method"] == "diff-means"
     with pytest.raises(ValueError, match="unknown method"):
         fit_directions(model, tok, bad, good, method="nope")
+
+
+def test_fitted_direction_removes_the_refusal(organism, captures):
+    """Projecting the default-layer pca-omega (uncentred) direction out of every writer removes the refusal on
+    held-out test questions; the centred variant's top-ω component does not."""
+    from aru.model_edit import make_plan, projection_hooks
+    from aru.organism.evaluate import forbidden_metrics
+
+    model, tok = organism
+    before = forbidden_metrics(model, tok)["refusal_rate"]
+    rates = {}
+    for pca in ("uncentred", "centred"):
+        res = fit_from_captures(captures, pca=pca)
+        with projection_hooks(model, make_plan(res.directions, 4)):
+            rates[pca] = forbidden_metrics(model, tok)
+    assert before > 0.9
+    assert rates["uncentred"]["refusal_rate"] < 0.1 and rates["uncentred"]["forbidden_accuracy"] > 0.7
+    assert rates["centred"]["refusal_rate"] > 0.9
