@@ -15,17 +15,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import re
 import shutil
 import sys
 import time
 import warnings
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from aru.arch import ArchSpec, get_spec
+from aru.arch import LAYOUT_AXIS, ArchSpec, get_spec
 from aru.directions import Directions, load_directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor, oblique_basis
@@ -35,7 +38,7 @@ from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, t
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-CHUNK = 64 << 20
+CHUNK = 16 << 20
 # other weight formats are not copied: they would hold the unedited weights next to the edited ones
 FOREIGN_WEIGHTS = re.compile(r".*\.(bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|safetensors)$")
 SKIP_DIRS = {".git", ".cache", ".huggingface"}
@@ -123,21 +126,34 @@ def list_shards(folder: Path) -> tuple[list[str], dict | None]:
     raise CheckpointError(f"{str(folder)!r} has no {SINGLE} or {INDEX}: aru edits safetensors checkpoints.{hint}")
 
 
-def load_config(folder: Path):
-    """(raw config.json dict, transformers config) of a checkpoint folder."""
+HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def load_config(folder: Path) -> tuple[dict, str, int, int]:
+    """(raw config.json, model_type, hidden size, number of decoder layers) of a checkpoint folder.
+
+    Read as JSON (no transformers import): the editor needs only these facts; tying is read from the
+    shards themselves (a tied checkpoint has no output-head tensor)."""
     path = folder / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{str(folder)!r} has no config.json: it is not a transformers checkpoint")
-    raw = json.loads(path.read_text())
-    get_spec(raw.get("model_type", "<missing>"))  # unsupported architectures fail here, with the list
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{str(path)!r} is not valid JSON ({exc})") from exc
+    model_type = raw.get("model_type", "<missing>")
+    get_spec(model_type)  # unsupported architectures fail here, with the list
     if raw.get("quantization_config"):
         raise CheckpointError(
             f"{str(folder)!r} is quantized ({raw['quantization_config'].get('quant_method', '?')}); "
             "aru edits float checkpoints: dequantize it first"
         )
-    from transformers import AutoConfig
-
-    return raw, AutoConfig.from_pretrained(folder)
+    hidden = next((raw[k] for k in HIDDEN_KEYS if isinstance(raw.get(k), int)), None)
+    layers = next((raw[k] for k in LAYER_KEYS if isinstance(raw.get(k), int)), None)
+    if hidden is None or layers is None:
+        raise CheckpointError(f"{str(path)!r} has no hidden size {HIDDEN_KEYS} or layer count {LAYER_KEYS}")
+    return raw, model_type, hidden, layers
 
 
 def directions_sha256(directions: Directions) -> str:
@@ -208,16 +224,59 @@ def _plan_tensors(
     return edits, embed_name
 
 
+class _BackgroundHash:
+    """sha256 updated on a worker thread (hashlib releases the GIL), so hashing overlaps reading and writing.
+
+    At most ``depth`` blocks wait in the queue, which bounds the memory they hold."""
+
+    def __init__(self, depth: int = 3) -> None:
+        self._h = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending: deque = deque()
+        self._depth = depth
+
+    def update(self, data) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._h.update, data))
+
+    def hexdigest(self) -> str:
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown()
+        return self._h.hexdigest()
+
+
 def _copy_range(fi, fo, n: int, h_in, h_out, bar) -> None:
     while n > 0:
         block = fi.read(min(CHUNK, n))
         if not block:
             raise CheckpointError(f"{fi.name!r} ended early: the shard is truncated")
-        h_in.update(block)
+        if h_in is not None:
+            h_in.update(block)
         h_out.update(block)
         fo.write(block)
         n -= len(block)
         bar.update(len(block))
+
+
+def _read_blocks(fi, t: TensorInfo, layout: str, d: int, h_in):
+    """The tensor ``t`` read from ``fi`` (positioned at its start): whole, or in blocks of rows when its residual
+    axis is the last one (embeddings, Conv1D, biases), so the largest writer (the embedding) never sits in
+    memory whole."""
+    itemsize = t.nbytes // max(1, math.prod(t.shape))
+    if LAYOUT_AXIS[layout] == -1 and t.nbytes:
+        rows = t.nbytes // (itemsize * d)
+        step = max(1, CHUNK // (itemsize * d))
+        shapes = [(min(step, rows - i), d) for i in range(0, rows, step)]
+    else:
+        shapes = [t.shape]
+    for shape in shapes:
+        buf = bytearray(math.prod(shape) * itemsize)
+        if fi.readinto(buf) != len(buf):
+            raise CheckpointError(f"{fi.name!r} ended inside tensor {t.name!r}: the shard is truncated")
+        h_in.update(buf)
+        yield tensor_from_bytes(buf, TensorInfo(t.name, t.dtype, tuple(shape), 0, len(buf)))
 
 
 def _write_shard(
@@ -229,17 +288,18 @@ def _write_shard(
     compute_dtype: torch.dtype,
     untie_name: str | None,
     lm_head: str,
+    keep_tied: bool,
     bar,
 ) -> tuple[str, str, list[str], dict]:
     """Stream one shard; returns (input sha256, output sha256, edited names, notes)."""
-    h_in, h_out = hashlib.sha256(), hashlib.sha256()
+    h_in, h_out = _BackgroundHash(), _BackgroundHash()
     ordered = sorted(header.tensors.values(), key=lambda t: t.begin)
     extra: TensorInfo | None = None
     if untie_name is not None:
         e = header.tensors[untie_name]
         extra = TensorInfo(lm_head, e.dtype, e.shape, header.data_size, header.data_size + e.nbytes)
     edited, notes = [], {}
-    head_bytes = None
+    sq_change = sq_norm = 0.0
     with open(header.path, "rb") as fi, open(dst, "wb") as fo:
         raw_header = fi.read(header.data_start)
         h_in.update(raw_header)
@@ -252,30 +312,27 @@ def _write_shard(
             if t.name not in edits:
                 continue
             _copy_range(fi, fo, t.begin - pos, h_in, h_out, bar)
-            buf = bytearray(t.nbytes)
-            if fi.readinto(buf) != t.nbytes:
-                raise CheckpointError(f"{str(header.path)!r} ended inside tensor {t.name!r}: the shard is truncated")
-            h_in.update(buf)
-            w = tensor_from_bytes(buf, t)
             edit = edits[t.name]
-            new = fold_tensor(
-                w, edit.q, edit.writer_layout, strength=strength, compute_dtype=compute_dtype, name=t.name
-            )
-            if t.name == untie_name:
-                head_bytes = buf
-            elif edit.writer_layout == "embed":
-                notes["embed_relative_change"] = float((new.float() - w.float()).norm() / w.float().norm())
-            out = tensor_to_bytes(new)
-            fo.write(out)
-            h_out.update(out)
-            bar.update(t.nbytes)
+            kw = {"strength": strength, "compute_dtype": compute_dtype, "name": t.name}
+            for w in _read_blocks(fi, t, edit.writer_layout, edit.q.shape[-1], h_in):
+                layout = "embed" if LAYOUT_AXIS[edit.writer_layout] == -1 else edit.writer_layout
+                new = fold_tensor(w, edit.q, layout, **kw)
+                if edit.writer_layout == "embed" and keep_tied:
+                    sq_change += float((new.float() - w.float()).pow(2).sum())
+                    sq_norm += float(w.float().pow(2).sum())
+                out = tensor_to_bytes(new)
+                fo.write(out)
+                h_out.update(out)
+                bar.update(len(out))
             edited.append(t.name)
             pos = t.end
         _copy_range(fi, fo, header.data_size - pos, h_in, h_out, bar)
-        if extra is not None:
-            assert head_bytes is not None
-            fo.write(head_bytes)
-            h_out.update(head_bytes)
+        if extra is not None:  # the untied head: the original embedding's bytes, read again from the input
+            e = header.tensors[untie_name]
+            fi.seek(header.data_start + e.begin)
+            _copy_range(fi, fo, e.nbytes, None, h_out, bar)
+    if sq_norm:
+        notes["embed_relative_change"] = (sq_change / sq_norm) ** 0.5
     return h_in.hexdigest(), h_out.hexdigest(), edited, notes
 
 
@@ -340,9 +397,8 @@ def edit_checkpoint(
     if not isinstance(directions, Directions):
         directions_path = Path(directions).expanduser().resolve()
         directions = load_directions(directions_path)
-    raw_config, config = load_config(folder)
-    spec = get_spec(config.model_type)
-    hidden = config.hidden_size
+    raw_config, model_type, hidden, num_layers = load_config(folder)
+    spec = get_spec(model_type)
     if directions.hidden_size != hidden:
         raise DirectionsError(
             f"the directions have dimension {directions.hidden_size} but {str(model)!r} has hidden size {hidden}; "
@@ -350,7 +406,7 @@ def edit_checkpoint(
         )
     plan = make_plan(
         directions,
-        config.num_hidden_layers,
+        num_layers,
         layers=layers,
         source_layer=source_layer,
         strength=strength,
@@ -361,8 +417,14 @@ def edit_checkpoint(
     headers = {s: read_header(folder / s) for s in shards}
     edits, embed_name = _plan_tensors(spec, headers, plan, folder, postnorm)
     all_names = {n for h in headers.values() for n in h.tensors}
-    tied = bool(getattr(config, "tie_word_embeddings", False)) and spec.lm_head not in all_names
+    if embed_name is not None:
+        d_embed = next(h.tensors[embed_name].shape[-1] for h in headers.values() if embed_name in h.tensors)
+        if d_embed != hidden:
+            raise CheckpointError(f"{embed_name} has width {d_embed} but config.json says hidden size {hidden}")
+    tied = spec.lm_head not in all_names  # the output head reuses the embedding
     untie = tied and plan.embed is not None and not keep_tied
+    # a config that says "tied" would make transformers re-tie the head to the edited embedding
+    fix_config = plan.embed is not None and not keep_tied and (untie or raw_config.get("tie_word_embeddings") is True)
     embed_shard = next((s for s, h in headers.items() if embed_name in h.tensors), None)
 
     approximate = []
@@ -402,6 +464,7 @@ def edit_checkpoint(
                     compute_dtype=compute,
                     untie_name=embed_name if untie and shard == embed_shard else None,
                     lm_head=spec.lm_head,
+                    keep_tied=tied and keep_tied,
                     bar=bar,
                 )
                 in_hashes[shard], out_hashes[shard] = in_sha, out_sha
@@ -418,7 +481,7 @@ def edit_checkpoint(
                 if "total_size" in meta:
                     meta["total_size"] = int(meta["total_size"]) + headers[embed_shard].tensors[embed_name].nbytes
             (tmp / INDEX).write_text(json.dumps(new_index, indent=2) + "\n")
-        if untie:
+        if fix_config:
             cfg = dict(raw_config)
             cfg["tie_word_embeddings"] = False
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")

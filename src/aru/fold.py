@@ -26,6 +26,7 @@ from aru.directions import orthonormalize
 from aru.errors import CheckpointError
 
 FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+BLOCK = 1 << 23  # elements per folded block (32 MiB in float32)
 
 
 def fold_tensor(
@@ -55,15 +56,28 @@ def fold_tensor(
             f"{name} has shape {tuple(w.shape)}, which does not fit layout {layout!r} with hidden size {d} "
             f"on axis {axis}: the checkpoint does not match its config or the architecture table"
         )
-    x = w.to(compute_dtype)
     qc = q.to(compute_dtype)
-    if axis == -1:
-        x = x - strength * (x @ qc.T) @ qc  # (..., d)
-    else:
-        x = x - strength * qc.T @ (qc @ x)  # (..., d, n)
-    out = x.to(w.dtype)
-    if not torch.isfinite(out).all():
-        raise CheckpointError(f"folding into {name} gave non-finite values (dtype {w.dtype}); nothing was written")
+    out = torch.empty_like(w)
+    limit = torch.finfo(w.dtype).max
+    # fold in blocks of ~BLOCK elements: the float32 temporaries stay small whatever the tensor's size
+    if axis == -1:  # (..., d): rows
+        src, dst = w.reshape(-1, d), out.view(-1, d)
+        step = max(1, BLOCK // d)
+        blocks = [(src[i : i + step], dst[i : i + step]) for i in range(0, src.shape[0], step)]
+    else:  # (d, n) or (E, d, n): columns
+        mats = [(w, out)] if w.ndim == 2 else list(zip(w, out, strict=True))
+        step = max(1, BLOCK // d)
+        blocks = [(a[:, j : j + step], b[:, j : j + step]) for a, b in mats for j in range(0, a.shape[1], step)]
+    for a, b in blocks:
+        x = a.to(compute_dtype, copy=True)
+        if axis == -1:
+            x.addmm_(x @ qc.T, qc, alpha=-strength)
+        else:
+            x.addmm_(qc.T, qc @ x, alpha=-strength)
+        # NaN propagates through amax/amin; inf and overflow of the cast back exceed the dtype's max
+        if x.numel() and not (bool(x.amax() <= limit) and bool(x.amin() >= -limit)):
+            raise CheckpointError(f"folding into {name} gave non-finite values (dtype {w.dtype}); nothing was written")
+        b.copy_(x)
     return out
 
 
