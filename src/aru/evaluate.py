@@ -168,11 +168,32 @@ def _left_pad(seqs: Sequence[list[int]], pad: int, device) -> tuple[torch.Tensor
     return ids.to(device), mask.to(device), pos.to(device)
 
 
+def _keep_kwargs(model, keep: int | None) -> dict[str, int]:
+    """``logits_to_keep`` for models that take it (only the last ``keep`` positions go through the head)."""
+    import inspect
+
+    if keep is None:
+        return {}
+    fwd = getattr(model, "_aru_takes_keep", None)
+    if fwd is None:
+        fwd = "logits_to_keep" in inspect.signature(model.forward).parameters
+        try:
+            model._aru_takes_keep = fwd
+        except AttributeError:  # pragma: no cover - exotic modules
+            pass
+    return {"logits_to_keep": keep} if fwd else {}
+
+
 @torch.no_grad()
-def _forward_logits(model, seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (batch, width, vocab) float32 on CPU, attention mask (batch, width)) of left-padded ``seqs``."""
+def _forward_logits(
+    model, seqs: Sequence[list[int]], pad: int, keep: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (batch, keep or width, vocab) float32 on CPU, attention mask (batch, width)) of left-padded
+    ``seqs``; ``keep``: only the last ``keep`` positions."""
     ids, mask, pos = _left_pad(seqs, pad, _device(model))
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, **_keep_kwargs(model, keep)).logits
+    if keep is not None:
+        logits = logits[:, -keep:]
     return logits.float().cpu(), mask.cpu()
 
 
@@ -203,7 +224,12 @@ def greedy_generate(
             step_ids, step_pos = seqs_ids, pos
             for _ in range(max_new_tokens):
                 res = model(
-                    input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=past, use_cache=True
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    past_key_values=past,
+                    use_cache=True,
+                    **_keep_kwargs(model, 1),
                 )
                 past = res.past_key_values
                 nxt = res.logits[:, -1].argmax(-1)
@@ -294,8 +320,8 @@ def first_token_kl(
     with _progress(len(ids), "KL first token", "prompt", progress) as bar:
         for chunk in _batches(ids, batch_size):
             seqs = [ids[i] for i in chunk]
-            lp = _forward_logits(original, seqs, pad)[0][:, -1].log_softmax(-1)
-            lq = _forward_logits(edited, seqs, pad)[0][:, -1].log_softmax(-1)
+            lp = _forward_logits(original, seqs, pad, keep=1)[0][:, -1].log_softmax(-1)
+            lq = _forward_logits(edited, seqs, pad, keep=1)[0][:, -1].log_softmax(-1)
             total += float(_kl(lp, lq).sum())
             bar.update(len(chunk))
     return total / len(ids)
@@ -327,8 +353,9 @@ def continuation_kl(
     with _progress(len(ids), f"KL {tokens} tokens", "prompt", progress) as bar:
         for chunk in _batches(ids, batch_size):
             seqs = [ids[i] + gens[i] for i in chunk]
-            lp_all, _ = _forward_logits(original, seqs, pad)
-            lq_all, _ = _forward_logits(edited, seqs, pad)
+            keep = max(len(gens[i]) for i in chunk) + 1
+            lp_all, _ = _forward_logits(original, seqs, pad, keep=keep)
+            lq_all, _ = _forward_logits(edited, seqs, pad, keep=keep)
             width = lp_all.shape[1]
             for j, i in enumerate(chunk):
                 n = len(gens[i])

@@ -188,7 +188,7 @@ def _first_logprobs(model, tokenizer, ids: Sequence[list[int]], batch_size: int)
     pad = _pad_id(tokenizer)
     out: list[torch.Tensor | None] = [None] * len(ids)
     for chunk in _batches(ids, batch_size):
-        logits, _ = _forward_logits(model, [ids[i] for i in chunk], pad)
+        logits, _ = _forward_logits(model, [ids[i] for i in chunk], pad, keep=1)
         lp = logits[:, -1].log_softmax(-1)
         for j, i in enumerate(chunk):
             out[i] = lp[j]
@@ -393,6 +393,7 @@ def plot_pareto(rows: Sequence[Mapping[str, Any]], path: str | Path, *, kl_budge
     if kl_budget is not None:
         ax.axvline(kl_budget, ls="--", c="tab:orange", lw=1, label=f"KL budget {kl_budget:g}")
     ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlim(left=0)
     ax.set_xlabel("first-token KL on validation X+ (nats)")
     ax.set_ylabel("P(refusal token) on validation X−")
     ax.legend(fontsize=7)

@@ -100,12 +100,25 @@ def _recipe(tmp_path, files, **repl) -> Path:
     return p
 
 
-def test_aru_run_with_prompt_files_json(tmp_path, prompt_files):
+def test_aru_run_with_prompt_files_json_and_push(tmp_path, prompt_files, monkeypatch):
+    import aru.hub
+
+    pushed = []
+
+    def fake_push(folder, repo_id, **kw):
+        check_provenance(folder)  # what the real push checks first
+        pushed.append((Path(folder), repo_id, kw))
+        return type("R", (), {"commit_url": f"https://hub.example/{repo_id}/commit/1"})()
+
+    monkeypatch.setattr(aru.hub, "push", fake_push)
     recipe = _recipe(tmp_path, prompt_files)
+    recipe.write_text(recipe.read_text() + '[push]\nrepo_id = "me/organism-unlearned"\nprivate = true\n')
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(out), "--json", "-q"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout)
+    assert pushed == [(out.resolve(), "me/organism-unlearned", {"private": True})]
+    assert rep["pushed"].endswith("me/organism-unlearned/commit/1")
     assert rep["prompts"]["train"] == {"bad": 120, "good": 120}
     edited = next(r for r in rep["evaluation"] if r["model"] == "edited")
     original = next(r for r in rep["evaluation"] if r["model"] == "original")
@@ -114,7 +127,7 @@ def test_aru_run_with_prompt_files_json(tmp_path, prompt_files):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r.toml"]  # no temp folders left
     # an existing output is refused before any work, and left alone
     before = (out / "aru.json").read_text()
-    res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(out), "-q"])
+    res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(out), "-q", "--no-push"])
     assert res.exit_code != 0 and "already exists" in res.output and "--overwrite" in res.output
     assert (out / "aru.json").read_text() == before
 
