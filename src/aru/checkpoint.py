@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import math
 import re
 import shutil
@@ -36,6 +37,7 @@ from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
 from aru.provenance import PROVENANCE_FILE, file_sha256, write_provenance
 from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, tensor_from_bytes, tensor_to_bytes
 
+log = logging.getLogger("aru")
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 CHUNK = 16 << 20
@@ -541,11 +543,7 @@ def edit_checkpoint(
     for msg in approximate:
         warnings.warn(msg, AruWarning, stacklevel=2)
     if untie:
-        print(
-            f"aru: untied the embeddings: {spec.lm_head} keeps the original matrix, tie_word_embeddings = false "
-            "(pass --keep-tied to keep them tied, approximately)",
-            file=sys.stderr,
-        )
+        log.info("untied the embeddings: %s keeps the original matrix, tie_word_embeddings = false", spec.lm_head)
     from aru.provenance import read_provenance
 
     return EditResult(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -20,34 +19,14 @@ def converter():
         pytest.skip(f"llama.cpp converter not available ({exc}); set ARU_TEST_FETCH_CONVERTER=1 to fetch it")
 
 
-def fold_projection(model, q):
-    """Project the unit rows of ``q`` (k, d) out of every residual writer of a Llama: W ← (I − QᵀQ) W."""
-    import torch
-
-    q = q.double()
-    with torch.no_grad():
-        emb = model.model.embed_tokens.weight  # (vocab, d)
-        emb.copy_((emb.double() - emb.double() @ q.T @ q).float())
-        for layer in model.model.layers:
-            for w in (layer.self_attn.o_proj.weight, layer.mlp.down_proj.weight):  # (d, d_in)
-                w.copy_((w.double() - q.T @ (q @ w.double())).float())
-
-
 @pytest.fixture(scope="session")
 def edited_organism(tmp_path_factory):
-    """(tuned folder, edited folder): the shipped fine-tuned organism with its oracle direction folded out."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
+    """(tuned folder, edited folder): the shipped fine-tuned organism with its oracle direction folded out by aru's
+    streaming editor (embeddings untied, as by default)."""
     import aru.organism
+    from aru.checkpoint import edit_checkpoint
 
     tuned = aru.organism.shipped("tuned")
-    dirs = aru.organism.oracle_directions()
-    layer = dirs.metadata.get("default_layer", max(k for k in dirs.bases if k != "all"))
-    q = dirs.bases[int(layer)]  # (1, d)
     out = tmp_path_factory.mktemp("gguf") / "edited"
-    shutil.copytree(tuned, out)
-    model = AutoModelForCausalLM.from_pretrained(tuned, dtype=torch.float32)
-    fold_projection(model, q)
-    model.save_pretrained(out)
+    edit_checkpoint(tuned, aru.organism.oracle_directions(), out, progress=False)
     return tuned, out

@@ -84,8 +84,13 @@ def edit(
         return
     click.echo(
         f"wrote {result.output}: {len(result.edited)} tensors edited, {result.bytes_written / 1e6:.1f} MB "
-        f"in {result.seconds:.1f} s" + (" (embeddings untied)" if result.untied else "")
+        f"in {result.seconds:.1f} s"
     )
+    if result.untied:
+        click.echo(
+            "untied the embeddings: the output head keeps the original matrix and tie_word_embeddings = false "
+            "(--keep-tied keeps them tied, approximately)"
+        )
     for msg in result.approximate:
         click.echo(f"APPROXIMATE: {msg}")
     if result.skipped_files:
