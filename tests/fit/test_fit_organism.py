@@ -75,3 +75,17 @@ def test_fitted_direction_removes_the_refusal(organism, captures):
     assert before > 0.9
     assert rates["uncentred"]["refusal_rate"] < 0.1 and rates["uncentred"]["forbidden_accuracy"] > 0.7
     assert rates["centred"]["refusal_rate"] > 0.9
+
+
+def test_fit_unchanged_by_batch_size_and_order(organism, organism_sets):
+    model, tok = organism
+    bad, good = (s[::5] for s in organism_sets["train"])
+    vb, vg = (s[::4] for s in organism_sets["val"])
+    results = []
+    for bs, rev in ((64, False), (7, True)):
+        b, g = (bad[::-1], good[::-1]) if rev else (bad, good)
+        caps = capture_sets(model, tok, b, g, layers=[3, 4], val_bad=vb, val_good=vg, batch_size=bs)
+        results.append(fit_from_captures(caps, k=2))
+    for ly in (3, 4):
+        torch.testing.assert_close(results[0].directions.basis(ly), results[1].directions.basis(ly), atol=1e-5, rtol=0)
+    assert [r["auroc"] for r in results[0].table] == pytest.approx([r["auroc"] for r in results[1].table], abs=1e-6)
