@@ -277,7 +277,8 @@ def _to_directions(fits, options, heldout) -> Directions:
             xb, xg = heldout[key]
             q = f.basis.to(torch.float64)
             pb, pg = xb.to(torch.float64) @ q.T, xg.to(torch.float64) @ q.T  # (n, k)
-            extras[f"auroc.layer.{key}"] = torch.tensor([auroc(pb[:, j], pg[:, j]) for j in range(q.shape[0])])
+            aucs = [auroc(pb[:, j], pg[:, j]) for j in range(q.shape[0])]
+            extras[f"auroc.layer.{key}"] = torch.tensor(aucs, dtype=torch.float64)
     return Directions({key: f.basis for key, f in fits.items()}, d, dict(options), extras)
 
 
@@ -311,10 +312,15 @@ class FitResult:
     default_layer: int
 
     def to_dict(self) -> dict[str, Any]:
+        def clean(v):  # NaN (e.g. explained variance without second moments) is not JSON
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            return [clean(x) for x in v] if isinstance(v, list) else v
+
         return {
             "default_layer": self.default_layer,
             "metadata": dict(self.directions.metadata),
-            "layers": self.table,
+            "layers": [{key: clean(v) for key, v in row.items()} for row in self.table],
         }
 
 

@@ -75,7 +75,7 @@ def test_fit_json(files, model_dir, tmp_path):
         "--json",
     )
     assert r.exit_code == 0, r.output
-    res = json.loads(r.stdout)
+    res = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert [row["layer"] for row in res["layers"]] == [3, 4]
     assert res["metadata"]["heldout"] == "holdout" and res["default_layer"] in (3, 4)
     q = load_directions(out).basis(res["default_layer"])
