@@ -124,3 +124,11 @@ def test_missing_model_folder(files, tmp_path, monkeypatch):
     r = _run(tmp_path / "no-such-model", "--bad", files / "bad_val.txt", "--good", files / "good_val.txt", "-o", out)
     assert r.exit_code == 1 and "cannot load model" in r.output and "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_failed_run_keeps_existing_output(files, model_dir, tmp_path):
+    out = tmp_path / "d.safetensors"
+    out.write_bytes(b"previous")
+    r = _run(model_dir, "--bad", files / "bad_val.txt", "--good", files / "good_val.txt", "-o", out, "--layers", "7")
+    assert r.exit_code == 1 and out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.safetensors"]  # no temporary file left behind
