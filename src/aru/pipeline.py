@@ -271,6 +271,20 @@ def run_recipe(
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run ``recipe`` end to end and return the report; the output folder is created all-or-nothing."""
+    log = log or (_stderr if progress else (lambda _msg: None))
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        return _run(recipe, output=output, overwrite=overwrite, push=push, progress=progress, log=log)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: Callable[[str], None]) -> RunResult:
     import torch
 
     from aru import __version__
@@ -281,7 +295,6 @@ def run_recipe(
     from aru.select import candidate_directions, edit_layers, select
     from aru.verify import verify_edit
 
-    log = log or (_stderr if progress else (lambda _msg: None))
     timings: dict[str, float] = {}
     t0 = last = time.perf_counter()
 
