@@ -247,6 +247,29 @@ def greedy_generate(
     return out
 
 
+@torch.no_grad()
+def first_token_logprobs(model, tokenizer, ids: Sequence[list[int]], *, batch_size: int = 32) -> torch.Tensor:
+    """(n, vocab) float32 log-probabilities of the first answer token after each tokenized prompt (input order)."""
+    pad = _pad_id(tokenizer)
+    out: list[torch.Tensor | None] = [None] * len(ids)
+    for chunk in _batches(ids, batch_size):
+        logits, _ = _forward_logits(model, [ids[i] for i in chunk], pad, keep=1)
+        lp = logits[:, -1].log_softmax(-1)
+        for j, i in enumerate(chunk):
+            out[i] = lp[j]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def seeded_subset(prompts: Sequence[str], n: int | None, seed: int) -> list[str]:
+    """At most ``n`` of ``prompts`` (a seeded sample, kept in input order); all of them when ``n`` is None."""
+    import random
+
+    if n is None or len(prompts) <= n:
+        return list(prompts)
+    idx = sorted(random.Random(seed).sample(range(len(prompts)), n))
+    return [prompts[i] for i in idx]
+
+
 def behaviour_rate(
     model,
     tokenizer,
@@ -287,7 +310,7 @@ def behaviour_rate(
     }
 
 
-def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+def kl_div(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """KL(p ‖ q) along the last axis from log-probabilities; (...) float64."""
     log_p, log_q = log_p.double(), log_q.double()
     return (log_p.exp() * (log_p - log_q)).sum(-1)
@@ -322,7 +345,7 @@ def first_token_kl(
             seqs = [ids[i] for i in chunk]
             lp = _forward_logits(original, seqs, pad, keep=1)[0][:, -1].log_softmax(-1)
             lq = _forward_logits(edited, seqs, pad, keep=1)[0][:, -1].log_softmax(-1)
-            total += float(_kl(lp, lq).sum())
+            total += float(kl_div(lp, lq).sum())
             bar.update(len(chunk))
     return total / len(ids)
 
@@ -361,7 +384,7 @@ def continuation_kl(
                 n = len(gens[i])
                 # logits at positions width-n-1 .. width-2 predict the n generated tokens
                 sl = slice(width - n - 1, width - 1)
-                kl = _kl(lp_all[j, sl].log_softmax(-1), lq_all[j, sl].log_softmax(-1))
+                kl = kl_div(lp_all[j, sl].log_softmax(-1), lq_all[j, sl].log_softmax(-1))
                 total += float(kl.sum())
                 count += n
             bar.update(len(chunk))
@@ -535,30 +558,25 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def resolve_model(spec: str | Path, *, revision: str | None = None) -> Path:
     """A local folder for ``spec``: ``organism:tuned`` / ``organism:base`` (the shipped organism), a local folder,
-    or a Hub repo id (``org/name``, downloaded with ``huggingface_hub.snapshot_download`` at ``revision``)."""
+    or a Hub repo id (``org/name``, fetched with :func:`aru.checkpoint.resolve_model`, i.e. ``snapshot_download``
+    of the safetensors, configs and tokenizer files at ``revision``)."""
     s = str(spec)
     if s.startswith(ORGANISM_PREFIX):
         from aru.organism import shipped
 
         return shipped(s[len(ORGANISM_PREFIX) :])
     path = Path(s).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{s!r} is a folder without config.json; pass a transformers model folder")
-        return path
-    if path.exists() or s.startswith((".", "/", "~")) or s.count("/") != 1:
-        raise FileNotFoundError(
-            f"model {s!r} is neither a model folder, a Hub repo id (org/name) nor organism:tuned / organism:base"
-        )
-    from huggingface_hub import snapshot_download
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{s!r} is a folder without config.json; pass a transformers model folder")
+    from aru.checkpoint import resolve_model as resolve_checkpoint
 
-    return Path(
-        snapshot_download(
-            s,
-            revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"],
-        )
-    )
+    return resolve_checkpoint(s, revision=revision)[0]
+
+
+def is_hub_id(spec: str | Path) -> bool:
+    """Whether a model spec names a Hub repo (not a local folder, not the organism)."""
+    s = str(spec)
+    return not s.startswith(ORGANISM_PREFIX) and not Path(s).expanduser().exists()
 
 
 def load_model(spec: str | Path, *, revision: str | None = None, dtype: str = "float32", device: str = "cpu"):

@@ -52,18 +52,21 @@ class RunResult:
 
 
 def _subset(prompts: list[str], n: int | None, seed: int) -> list[str]:
-    from aru.select import _subset as pick
+    from aru.evaluate import seeded_subset
 
-    return list(prompts) if n is None else pick(prompts, n, seed)
+    return seeded_subset(prompts, n, seed)
 
 
-def load_recipe_prompts(recipe: Recipe) -> Prompts:
-    """The train / val / test prompt splits a recipe names."""
+def load_recipe_prompts(recipe: Recipe, folder: str | Path | None = None) -> Prompts:
+    """The train / val / test prompt splits a recipe names (``folder``: the model's folder, whose organism world
+    gives the organism prompts)."""
     p = recipe.prompts
     if p.source == "organism":
         from aru.organism import organism_prompts
+        from aru.organism.evaluate import world_of
 
-        splits = {s: organism_prompts(s) for s in ("train", "val", "test")}
+        world = world_of(folder)
+        splits = {s: organism_prompts(s, world) for s in ("train", "val", "test")}
         if p.max_prompts:
             splits = {s: (_subset(b, p.max_prompts, p.seed), _subset(g, p.max_prompts, p.seed)) for s, (b, g) in
                       splits.items()}  # fmt: skip
@@ -290,7 +293,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     from aru import __version__
     from aru.checkpoint import edit_checkpoint
     from aru.directions import save_directions
-    from aru.evaluate import EvalConfig, evaluate, is_organism, load_model
+    from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
     from aru.provenance import check_provenance, update_provenance
     from aru.select import candidate_directions, edit_layers, select
     from aru.verify import verify_edit
@@ -319,7 +322,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     model, tokenizer, folder = load_model(
         recipe.model.id, revision=recipe.model.revision, dtype=recipe.model.dtype, device=recipe.model.device
     )
-    prompts = load_recipe_prompts(recipe)
+    prompts = load_recipe_prompts(recipe, folder)
     lap("load")
     log(f"aru run: fitting {', '.join(recipe.fit.methods)} on {prompts.counts()['train']} training prompts")
     fits, tables = fit_candidates(model, tokenizer, recipe, prompts, progress=progress)
@@ -345,8 +348,9 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         dpath = work / "directions.safetensors"
         save_directions(directions, dpath)
         log(f"aru run: editing ({chosen.name})")
+        source = recipe.model.id if is_hub_id(recipe.model.id) else folder  # a Hub id is recorded as such
         edit = edit_checkpoint(
-            folder, dpath, out, layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
+            source, dpath, out, layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
             keep_tied=recipe.edit.keep_tied, postnorm=recipe.edit.postnorm, dtype=recipe.edit.compute_dtype,
             revision=recipe.model.revision, progress=progress,
         )  # fmt: skip

@@ -40,7 +40,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 COMPUTE_DTYPES = ("float32", "float64")
 POSTNORM_MODES = ("orthogonal", "oblique")
 EDIT_RANGES = ("all", "from_source", "to_source")
-OBJECTIVES = ("refusal", "behaviour")
 
 
 class RecipeError(AruError, ValueError):

@@ -22,7 +22,7 @@ Everything is deterministic given the seed (the validation subset is a seeded sa
 from __future__ import annotations
 
 import json
-import random
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -173,28 +173,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def _subset(prompts: Sequence[str], n: int, seed: int) -> list[str]:
-    if len(prompts) <= n:
-        return list(prompts)
-    idx = sorted(random.Random(seed).sample(range(len(prompts)), n))
-    return [prompts[i] for i in idx]
-
-
-@torch.no_grad()
-def _first_logprobs(model, tokenizer, ids: Sequence[list[int]], batch_size: int) -> torch.Tensor:
-    """(n, vocab) float32 log-probabilities of the first answer token after each prompt (input order)."""
-    from aru.evaluate import _batches, _forward_logits, _pad_id
-
-    pad = _pad_id(tokenizer)
-    out: list[torch.Tensor | None] = [None] * len(ids)
-    for chunk in _batches(ids, batch_size):
-        logits, _ = _forward_logits(model, [ids[i] for i in chunk], pad, keep=1)
-        lp = logits[:, -1].log_softmax(-1)
-        for j, i in enumerate(chunk):
-            out[i] = lp[j]
-    return torch.stack(out)  # type: ignore[arg-type]
-
-
 def select(
     model,
     tokenizer,
@@ -222,7 +200,15 @@ def select(
     from tqdm.auto import tqdm
 
     from aru.capture import decoder_layers
-    from aru.evaluate import DEFAULT_MARKERS, _kl, behaviour_rate, encode_prompts, greedy_generate
+    from aru.evaluate import (
+        DEFAULT_MARKERS,
+        behaviour_rate,
+        encode_prompts,
+        first_token_logprobs,
+        greedy_generate,
+        kl_div,
+        seeded_subset,
+    )
     from aru.model_edit import projection_hooks
 
     if not val_bad or not val_good:
@@ -232,7 +218,7 @@ def select(
     markers = tuple(markers or DEFAULT_MARKERS)
     num_layers = len(decoder_layers(model)[1])
     grid = candidate_grid(fits, ks=ks, strengths=strengths, edits=edits, num_layers=num_layers)
-    bad, good = _subset(val_bad, max_prompts, seed), _subset(val_good, max_prompts, seed + 1)
+    bad, good = seeded_subset(val_bad, max_prompts, seed), seeded_subset(val_good, max_prompts, seed + 1)
     bad_ids = encode_prompts(tokenizer, bad, system=system, raw=raw)
     good_ids = encode_prompts(tokenizer, good, system=system, raw=raw)
     gen_kw = dict(markers=markers, max_new_tokens=max_new_tokens, batch_size=batch_size, system=system, raw=raw)
@@ -255,8 +241,8 @@ def select(
     refusal_ids = sorted({g[0] for g in refusing})
     r_idx = torch.tensor(refusal_ids)
 
-    base_bad = _first_logprobs(model, tokenizer, bad_ids, batch_size)
-    base_good = _first_logprobs(model, tokenizer, good_ids, batch_size)
+    base_bad = first_token_logprobs(model, tokenizer, bad_ids, batch_size=batch_size)
+    base_good = first_token_logprobs(model, tokenizer, good_ids, batch_size=batch_size)
     base_over = behaviour_rate(model, tokenizer, good, progress=False, **gen_kw)["rate"]
     baseline = {
         "refusal_prob": float(base_bad[:, r_idx].exp().sum(-1).mean()),
@@ -268,18 +254,18 @@ def select(
 
     # 2. cheap scores with hooks
     rows: list[dict[str, Any]] = []
-    for c in tqdm(grid, desc="select: score", unit="candidate", file=sys_stderr(), disable=not progress):
+    for c in tqdm(grid, desc="select: score", unit="candidate", file=sys.stderr, disable=not progress):
         plan = make_candidate_plan(c, fits, num_layers)
         with projection_hooks(model, plan):
-            lb = _first_logprobs(model, tokenizer, bad_ids, batch_size)
-            lg = _first_logprobs(model, tokenizer, good_ids, batch_size)
+            lb = first_token_logprobs(model, tokenizer, bad_ids, batch_size=batch_size)
+            lg = first_token_logprobs(model, tokenizer, good_ids, batch_size=batch_size)
         rows.append(
             {
                 **asdict(c),
                 "name": c.name,
                 "refusal_prob": float(lb[:, r_idx].exp().sum(-1).mean()),
                 "refusal_top1": float(torch.isin(lb.argmax(-1), r_idx).float().mean()),
-                "kl": float(_kl(base_good, lg).mean()),
+                "kl": float(kl_div(base_good, lg).mean()),
                 "behaviour_rate": None,
                 "over_refusal_rate": None,
                 "confirmed": False,
@@ -332,12 +318,6 @@ def select(
         baseline=baseline,
         settings=settings,
     )
-
-
-def sys_stderr():
-    import sys
-
-    return sys.stderr
 
 
 def _f(v, nd: int = 4) -> str:
