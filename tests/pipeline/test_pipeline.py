@@ -155,3 +155,30 @@ def test_run_check_and_bad_recipe(tmp_path, prompt_files):
     organism_toml = Path(__file__).resolve().parents[2] / "recipes" / "organism.toml"
     res = CliRunner().invoke(main, ["run", str(organism_toml), "--check"])
     assert res.exit_code == 0 and "valid recipe" in res.output
+
+
+def test_hub_model_and_hub_prompts_are_recorded(tmp_path, prompt_files, monkeypatch):
+    """Real Hub code paths (snapshot_download, hf_hub_download), served from local files."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot(repo_id, revision=None, **kw):
+        calls.append(("model", repo_id, revision))
+        return str(shipped("tuned"))
+
+    def fake_file(repo_id, filename, repo_type=None, revision=None, **kw):
+        calls.append(("file", repo_id, filename, repo_type))
+        return str(prompt_files[Path(filename).stem])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_file)
+    recipe = _recipe(tmp_path, {"bad_train": "hf://datasets/acme/prompts/bad_train.txt",
+                                "good_train": "hf://datasets/acme/prompts/good_train.txt"},
+                     **{'id = "organism:tuned"': 'id = "acme/organism-tuned"\nrevision = "v1"'})  # fmt: skip
+    res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(tmp_path / "out"), "-q", "--json"])
+    assert res.exit_code == 0, res.output
+    assert ("model", "acme/organism-tuned", "v1") in calls
+    assert ("file", "acme/prompts", "bad_train.txt", "dataset") in calls
+    record = read_provenance(tmp_path / "out")
+    assert record["input"]["repo_id"] == "acme/organism-tuned" and record["input"]["revision"] == "v1"
