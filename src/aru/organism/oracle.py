@@ -74,8 +74,10 @@ def oracle_vectors(base, tuned, tokenizer, *, world: World | None = None, split:
 def oracle_directions(
     base=None, tuned=None, tokenizer=None, *, world: World | None = None, split: str = "train"
 ) -> Directions:
-    """The oracle as an aru directions file: one unit vector per decoder layer (``basis.layer.{l}``, (1, d)),
-    ``δ_l / ‖δ_l‖`` from :func:`oracle_vectors`, signed so that the fine-tune pushed forbidden prompts along +q.
+    """The oracle as an aru directions file: one unit vector per decoder layer ``l``, ``δ_l / ‖δ_l‖`` from
+    :func:`oracle_vectors`, signed so that the fine-tune pushed forbidden prompts along +q. Keys follow aru's
+    residual-index convention (:mod:`aru.capture`, :mod:`aru.model_edit`): decoder layer ``l``'s output is residual
+    index ``l + 1``, so the basis is stored as ``basis.layer.{l + 1}``.
 
     ``default_layer`` is the layer where δ is largest relative to the typical residual norm there (so
     ``make_plan(directions, num_layers)`` projects that one direction out of every layer). The norms are kept in
@@ -101,17 +103,17 @@ def oracle_directions(
     scale = _mean_last_residuals(tuned, prompts).norm(dim=-1)  # (L,) norm of the mean residual, a typical size
     norms = delta.norm(dim=-1)
     ratio = norms / scale.clamp_min(1e-12)
-    bases = {i: (delta[i] / norms[i]).float()[None] for i in range(delta.shape[0])}
+    bases = {i + 1: (delta[i] / norms[i]).float()[None] for i in range(delta.shape[0])}
     extras = {}
     for i in range(delta.shape[0]):
-        extras[f"oracle_norm.layer.{i}"] = norms[i : i + 1].float()
-        extras[f"residual_norm.layer.{i}"] = scale[i : i + 1].float()
+        extras[f"oracle_norm.layer.{i + 1}"] = norms[i : i + 1].float()
+        extras[f"residual_norm.layer.{i + 1}"] = scale[i : i + 1].float()
     meta = {
         "method": "oracle",
         "model_type": "llama",
-        "default_layer": str(int(ratio.argmax())),
+        "default_layer": str(int(ratio.argmax()) + 1),
         "position": "last prompt token (<|assistant|>)",
-        "definition": "mean_{X-}(h_tuned - h_base) - mean_{X+}(h_tuned - h_base) at each decoder layer's output",
+        "definition": "mean_{X-}(h_tuned - h_base) - mean_{X+}(h_tuned - h_base) at layer l's output (index l + 1)",
         "split": split,
     }
     return Directions(bases, int(delta.shape[1]), meta, extras)
