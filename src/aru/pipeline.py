@@ -141,6 +141,25 @@ def _set_directions_path(folder: Path, path: Path) -> None:
     (folder / PROVENANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
 
 
+def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Flat, scalar evaluation rows for ``aru.json`` and the model card: the generic metrics of each model, the most
+    matched refusal marker, and (for the organism) its ground truth plus the oracle row as the ceiling."""
+    keys = ("behaviour_rate", "over_refusal_rate", "kl_first_token", "kl_continuation", "retain_cross_entropy",
+            "retain_perplexity", "n_bad", "n_good")  # fmt: skip
+    out = []
+    for r in rows:
+        row = {"model": r["model"], **{k: r[k] for k in keys if k in r}}
+        row["top_marker"] = next(iter(r.get("markers_bad") or {}), None)
+        if org:
+            m = org["tuned" if r["model"] == "original" else "edited"]
+            row.update({f"organism_{k}": m.get(k) for k, _ in ORGANISM_COLUMNS})
+        out.append(row)
+    if org and org.get("oracle") and "error" not in org["oracle"]:
+        out.append({"model": "oracle direction (ceiling)", **{f"organism_{k}": org["oracle"].get(k) for k, _ in
+                                                                 ORGANISM_COLUMNS}})  # fmt: skip
+    return out
+
+
 def organism_table(edited_folder: Path, tuned, tokenizer) -> dict[str, Any]:
     """Ground truth of the fine-tuned organism, the edited one and the oracle-edited one (the ceiling), test split,
     plus the base model's ceilings; see :func:`aru.organism.evaluate_organism`."""
@@ -386,6 +405,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             org = organism_table(out, model, tokenizer)
         lap("evaluate")
         del edited
+        ver_d = ver.to_dict() | {"edited": str(final)}  # it was verified in the staging folder
         timings["total"] = round(time.perf_counter() - t0, 2)
         report = {
             "aru_version": __version__,
@@ -396,7 +416,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             "fit": tables,
             "selection": selection.to_dict(),
             "edit": edit.to_dict() | {"output": str(final)},
-            "verify": ver.to_dict(),
+            "verify": ver_d,
             "evaluation": rows,
             "organism": org,
             "checks": demo_checks(org) if org and org.get("oracle") and "error" not in org["oracle"] else [],
@@ -411,8 +431,8 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         png = plot_pareto(selection.rows, out / SELECTION_PNG, kl_budget=selection.kl_budget)
         update_provenance(
             out,
-            verify=ver.to_dict(),
-            evaluation=rows,
+            verify=ver_d,
+            evaluation=summary_rows(rows, org),
             selection=selection.to_dict(),
             recipe=recipe.text,
             organism=org,

@@ -141,7 +141,10 @@ class Selection:
         return next(r for r in self.rows if r["chosen"])
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able; the chosen candidate's fields are also at the top level (what the model card reads)."""
         return {
+            **asdict(self.chosen),
+            "behaviour": "refusal (first tokens " + ", ".join(repr(t) for t in self.refusal_tokens) + ")",
             "chosen": asdict(self.chosen) | {"name": self.chosen.name},
             "within_budget": self.within_budget,
             "kl_budget": self.kl_budget,

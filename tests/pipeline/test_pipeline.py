@@ -82,7 +82,12 @@ def test_report_holds_the_candidate_table(demo):
     extra = read_provenance(out)["extra"]
     assert {"verify", "evaluation", "selection", "recipe"} <= set(extra)
     assert extra["recipe"].startswith('name = "organism"')
-    assert [r["model"] for r in extra["evaluation"]] == ["original", "edited"]
+    rows = extra["evaluation"]  # flat rows for the model card, the oracle as the ceiling
+    assert [r["model"] for r in rows] == ["original", "edited", "oracle direction (ceiling)"]
+    assert rows[1]["organism_refusal_rate"] == rep["organism"]["edited"]["refusal_rate"]
+    assert all(not isinstance(v, (dict, list)) for r in rows for v in r.values())
+    assert extra["verify"]["edited"] == str(out.resolve())
+    assert extra["selection"]["method"] == rep["selection"]["chosen"]["method"]  # what the card reads
     assert extra["selection"]["chosen"] == rep["selection"]["chosen"]
 
 
