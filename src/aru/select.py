@@ -1,7 +1,8 @@
 """Automatic selection of the edit: fitting layer × k × estimator × strength λ × edited-layer range.
 
 1. **Refusal tokens.** The original model's greedy generations on validation X− are matched against the refusal
-   markers (:mod:`aru.evaluate`); the first tokens of the matching generations form the refusal-token set R.
+   markers (:mod:`aru.evaluate`); the first tokens of the matching generations, minus those that also open the
+   original's non-refusing answers on validation X+ (unless that leaves none), form the refusal-token set R.
 2. **Cheap score, with hooks.** Every candidate is applied with :func:`aru.model_edit.projection_hooks` (no weight
    is written) and scored on validation prompts by one forward pass each:
 
@@ -176,6 +177,14 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return out
 
 
+def refusal_token_set(refusals: Sequence[Sequence[int]], ordinary: Sequence[Sequence[int]]) -> list[int]:
+    """The first tokens of ``refusals`` (generations that matched a marker) that do not also open an ``ordinary``
+    (non-refusing) answer; all the refusals' first tokens if that leaves none. Sorted token ids."""
+    first = {int(g[0]) for g in refusals if len(g)}
+    common = {int(g[0]) for g in ordinary if len(g)}
+    return sorted(first - common) or sorted(first)
+
+
 def select(
     model,
     tokenizer,
@@ -241,16 +250,23 @@ def select(
             f"the model shows no refusal on the {len(bad)} validation X− prompts (no generation matched a marker, "
             f"e.g. {texts[0][:80]!r}); check prompts.bad and eval.markers"
         )
-    refusal_ids = sorted({g[0] for g in refusing})
+    # first tokens that also open the original's ordinary answers on X+ ("I'd be happy to ...") say nothing
+    good_gens = greedy_generate(
+        model, tokenizer, good_ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress,
+        desc="select: original X+",
+    )  # fmt: skip
+    good_texts = [tokenizer.decode(g, skip_special_tokens=True) for g in good_gens]
+    good_hits = [match_marker(t, compiled) is not None for t in good_texts]
+    refusal_ids = refusal_token_set(refusing, [g for g, hit in zip(good_gens, good_hits, strict=True) if not hit])
     r_idx = torch.tensor(refusal_ids)
 
     base_bad = first_token_logprobs(model, tokenizer, bad_ids, batch_size=batch_size)
     base_good = first_token_logprobs(model, tokenizer, good_ids, batch_size=batch_size)
-    base_over = behaviour_rate(model, tokenizer, good, progress=False, **gen_kw)["rate"]
     baseline = {
         "refusal_prob": float(base_bad[:, r_idx].exp().sum(-1).mean()),
+        "refusal_prob_good": float(base_good[:, r_idx].exp().sum(-1).mean()),
         "behaviour_rate": len(refusing) / len(bad),
-        "over_refusal_rate": base_over,
+        "over_refusal_rate": sum(good_hits) / len(good),
         "n_bad": len(bad),
         "n_good": len(good),
     }

@@ -21,6 +21,13 @@ def test_pareto_front_property():
     assert S.pareto_front([(0.5, 0.5), (0.5, 0.5)]) == [True, True]  # equal points do not dominate each other
 
 
+def test_refusal_tokens_exclude_ordinary_openings():
+    # "I cannot" (40) and "Sorry" (7) open refusals; "I'd be happy" (40) also opens ordinary answers
+    assert S.refusal_token_set([[40, 1], [7, 2], [40, 3]], [[40, 9], [12]]) == [7]
+    assert S.refusal_token_set([[40, 1]], [[40, 9]]) == [40]  # nothing left: keep them all
+    assert S.refusal_token_set([[5], [3], []], []) == [3, 5]
+
+
 def test_edit_layer_ranges():
     assert S.edit_layers("all", 2, 4) == "all"
     assert S.edit_layers("from_source", 2, 4) == "2-3"
