@@ -123,6 +123,22 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _check_output(final: Path, source: Path) -> None:
+    """Refuse an output that overlaps the input, or an existing folder that is not an aru output."""
+    from aru.provenance import PROVENANCE_FILE
+
+    if final == source or source in final.parents or final in source.parents:
+        raise ValueError(
+            f"output {str(final)!r} overlaps the input model {str(source)!r}; aru never modifies its input: "
+            "choose another output folder with -o"
+        )
+    if final.is_dir() and any(final.iterdir()) and not (final / PROVENANCE_FILE).is_file():
+        raise FileExistsError(
+            f"output {str(final)!r} is a non-empty folder that is not an aru output (no {PROVENANCE_FILE}); "
+            "--overwrite only replaces aru outputs: choose another folder"
+        )
+
+
 def _add_files(folder: Path, names: list[str]) -> None:
     """Record the sha256 of report files written after the edit in ``aru.json``'s ``files``."""
     from aru.provenance import PROVENANCE_FILE, file_sha256, read_provenance
@@ -341,6 +357,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     model, tokenizer, folder = load_model(
         recipe.model.id, revision=recipe.model.revision, dtype=recipe.model.dtype, device=recipe.model.device
     )
+    _check_output(final, Path(folder).resolve())
     prompts = load_recipe_prompts(recipe, folder)
     lap("load")
     log(f"aru run: fitting {', '.join(recipe.fit.methods)} on {prompts.counts()['train']} training prompts")

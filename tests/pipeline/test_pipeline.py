@@ -153,6 +153,22 @@ def test_a_failed_run_leaves_nothing_and_keeps_the_input(tmp_path, prompt_files,
     assert hash_folder(shipped("tuned")) == before
 
 
+def test_overwrite_never_touches_the_input_or_a_foreign_folder(tmp_path, prompt_files):
+    from aru.provenance import hash_folder
+
+    recipe = _recipe(tmp_path, prompt_files)
+    before = hash_folder(shipped("tuned"))
+    res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(shipped("tuned")), "--overwrite", "-q"])
+    assert res.exit_code != 0 and "overlaps the input" in res.output
+    assert hash_folder(shipped("tuned")) == before
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(foreign), "--overwrite", "-q"])
+    assert res.exit_code != 0 and "not an aru output" in res.output
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
 def test_run_check_and_bad_recipe(tmp_path, prompt_files):
     recipe = _recipe(tmp_path, prompt_files, **{"kl_budget = 0.5": "kl_budget = 0.5\nbudget = 1"})
     res = CliRunner().invoke(main, ["run", str(recipe), "--check"])
