@@ -388,7 +388,7 @@ batch_size = 256
 strengths = [1.0]
 edit_layers = ["all", "from_source"]
 kl_budget = 0.3
-confirm = 3
+confirm = 5
 max_prompts = 160
 max_new_tokens = 8
 

@@ -12,10 +12,12 @@
 3. **Pareto table.** A candidate is on the Pareto front when no other has both a lower ``refusal_prob`` and a
    lower ``kl`` (one of them strictly).
 4. **Confirmation.** The ``confirm`` candidates with ``kl ≤ kl_budget`` and the lowest ``refusal_prob`` are
-   confirmed with full greedy generations: behaviour rate on validation X− and over-refusal rate on X+.
-5. **Choice.** Among the confirmed candidates within the budget, the lowest behaviour rate, then the lowest KL,
-   then the earliest in the grid. If no candidate is within the budget, the lowest-KL ones are confirmed and the
-   choice is flagged ``within_budget = false`` (with an :class:`~aru.errors.AruWarning`).
+   confirmed with full greedy generations: behaviour rate on validation X−, over-refusal rate on X+, and
+   ``agreement`` on X+ (:func:`answer_agreement`: how much of the original's answer the edited model reproduces).
+5. **Choice.** Among the confirmed candidates within the budget, the lowest behaviour rate, then the highest
+   agreement, then the lowest KL, then the earliest in the grid. If no candidate is within the budget, the
+   lowest-KL ones are confirmed and the choice is flagged ``within_budget = false`` (with an
+   :class:`~aru.errors.AruWarning`).
 
 Everything is deterministic given the seed (the validation subset is a seeded sample; ties keep grid order).
 """
@@ -185,6 +187,20 @@ def refusal_token_set(refusals: Sequence[Sequence[int]], ordinary: Sequence[Sequ
     return sorted(first - common) or sorted(first)
 
 
+def answer_agreement(original: Sequence[Sequence[int]], edited: Sequence[Sequence[int]]) -> float:
+    """Mean over prompts of the fraction of the original's greedy answer that the edited model reproduces
+    token for token from the start (length of the common prefix / length of the original answer)."""
+    total = 0.0
+    for a, b in zip(original, edited, strict=True):
+        n = 0
+        for x, y in zip(a, b, strict=False):
+            if x != y:
+                break
+            n += 1
+        total += n / max(len(a), 1)
+    return total / max(len(original), 1)
+
+
 def select(
     model,
     tokenizer,
@@ -287,6 +303,7 @@ def select(
                 "kl": float(kl_div(base_good, lg).mean()),
                 "behaviour_rate": None,
                 "over_refusal_rate": None,
+                "agreement": None,
                 "confirmed": False,
                 "chosen": False,
             }
@@ -305,10 +322,18 @@ def select(
         c = grid[i]
         with projection_hooks(model, make_candidate_plan(c, fits, num_layers)):
             rb = behaviour_rate(model, tokenizer, bad, progress=progress, desc=f"confirm {c.name}", **gen_kw)
-            rg = behaviour_rate(model, tokenizer, good, progress=False, **gen_kw)
-        rows[i].update(behaviour_rate=rb["rate"], over_refusal_rate=rg["rate"], confirmed=True)
+            edited_good = greedy_generate(
+                model, tokenizer, good_ids, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=False
+            )
+        texts_g = [tokenizer.decode(g, skip_special_tokens=True) for g in edited_good]
+        rows[i].update(
+            behaviour_rate=rb["rate"],
+            over_refusal_rate=sum(match_marker(t, compiled) is not None for t in texts_g) / len(good),
+            agreement=answer_agreement(good_gens, edited_good),
+            confirmed=True,
+        )
 
-    best = min(to_confirm, key=lambda i: (rows[i]["behaviour_rate"], rows[i]["kl"], i))
+    best = min(to_confirm, key=lambda i: (rows[i]["behaviour_rate"], -rows[i]["agreement"], rows[i]["kl"], i))
     rows[best]["chosen"] = True
     ok = bool(rows[best]["within_budget"])
     if not ok:
@@ -345,12 +370,15 @@ def _f(v, nd: int = 4) -> str:
 
 def selection_markdown(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str, Any] | None = None) -> str:
     """The candidate table as markdown, sorted by refusal probability then KL (chosen row in bold, Pareto ◆)."""
-    head = "| method | layer | k | λ | edit | P(refusal token) | KL first token | Pareto | behaviour | over-refusal |"
-    lines = [head, "|---|---:|---:|---:|---|---:|---:|:-:|---:|---:|"]
+    head = (
+        "| method | layer | k | λ | edit | P(refusal token) | KL first token | Pareto | behaviour | over-refusal "
+        "| X+ agreement |"
+    )
+    lines = [head, "|---|---:|---:|---:|---|---:|---:|:-:|---:|---:|---:|"]
     if baseline:
         lines.append(
             f"| *original* | | | | | {_f(baseline.get('refusal_prob'))} | 0.0000 | | "
-            f"{_f(baseline.get('behaviour_rate'), 3)} | {_f(baseline.get('over_refusal_rate'), 3)} |"
+            f"{_f(baseline.get('behaviour_rate'), 3)} | {_f(baseline.get('over_refusal_rate'), 3)} | 1.000 |"
         )
     for r in sorted(rows, key=lambda r: (r["refusal_prob"], r["kl"])):
         cells = [
@@ -364,6 +392,7 @@ def selection_markdown(rows: Sequence[Mapping[str, Any]], baseline: Mapping[str,
             "◆" if r.get("pareto") else "",
             _f(r.get("behaviour_rate"), 3),
             _f(r.get("over_refusal_rate"), 3),
+            _f(r.get("agreement"), 3),
         ]
         if r.get("chosen"):
             cells = [f"**{c}**" if c else c for c in cells]

@@ -28,6 +28,12 @@ def test_refusal_tokens_exclude_ordinary_openings():
     assert S.refusal_token_set([[5], [3], []], []) == [3, 5]
 
 
+def test_answer_agreement():
+    assert S.answer_agreement([[1, 2, 3, 4]], [[1, 2, 3, 4]]) == 1.0
+    assert S.answer_agreement([[1, 2, 3, 4], [5, 6]], [[1, 2, 9, 4], [7, 6]]) == pytest.approx((0.5 + 0.0) / 2)
+    assert S.answer_agreement([[1, 2]], [[1, 2, 3]]) == 1.0
+
+
 def test_edit_layer_ranges():
     assert S.edit_layers("all", 2, 4) == "all"
     assert S.edit_layers("from_source", 2, 4) == "2-3"
@@ -73,6 +79,10 @@ def test_select_on_the_organism_is_deterministic_and_removes_the_refusal(organis
     assert row["confirmed"] and row["within_budget"] and row["kl"] <= 0.3
     assert a.baseline["behaviour_rate"] >= 0.9
     assert row["behaviour_rate"] <= 0.05  # the chosen edit really stops the refusal (generations, with hooks)
+    confirmed = [r for r in a.rows if r["confirmed"]]
+    assert all(0 <= r["agreement"] <= 1 for r in confirmed)
+    best = min((r["behaviour_rate"], -r["agreement"], r["kl"]) for r in confirmed)
+    assert (row["behaviour_rate"], -row["agreement"], row["kl"]) == best
     assert sum(r["confirmed"] for r in a.rows) == 2
     assert "i" in [t.strip() for t in a.refusal_tokens]
     # the hooks are gone: the model refuses again
