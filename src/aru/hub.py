@@ -114,7 +114,8 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     facts = {
         "behaviour": dmeta.get("behaviour") or dmeta.get("behavior") or selection.get("behaviour"),
         "method": selection.get("method") or dmeta.get("method") or settings.get("method"),
-        "layers": selection.get("layer", settings.get("layers")),
+        "fitted at layer": selection.get("layer"),
+        "edited layers": selection.get("edit") or settings.get("layers") or "all",
         "k (directions)": selection.get("k", dmeta.get("k")),
         "strength": selection.get("strength", settings.get("strength")),
         "edited tensors": len(record.get("edited_tensors") or []) or None,
@@ -153,8 +154,10 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     else:
         out += ["- recipe: absent (this output was not produced by `aru run`)"]
     out += ["", "## Limitations", ""]
-    approx = (verify or {}).get("approximate") if isinstance(verify, dict) else None
-    if approx or settings.get("postnorm") or settings.get("approximate"):
+    approx = settings.get("approximate") or settings.get("exact") is False
+    if isinstance(verify, dict) and verify.get("exact") is False:
+        approx = True
+    if approx:
         out += [
             "- **Approximate fold.** This architecture normalises a block's output before it reaches the residual "
             "stream (post-norms / sandwich norms), so folding the projection into the weights is only approximate; "
@@ -164,12 +167,11 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         out += [
             "- Families with post-norms (e.g. Gemma 2/3) are folded only approximately; this output is not flagged so."
         ]
-    keep_tied = settings.get("keep_tied")
-    if keep_tied is False:
+    if settings.get("untied"):
         out += ["- The input embedding was edited, so it was untied from the output head (the checkpoint is larger)."]
-    elif keep_tied:
-        out += ["- Tied embeddings were kept tied: the embedding was not edited, so the removal is slightly weaker."]
-    else:
+    elif settings.get("keep_tied") and any("keep_tied" in str(a) for a in settings.get("approximate") or []):
+        out += ["- Tied embeddings were kept tied: the edit also projects the output head (approximate)."]
+    elif "untied" not in settings:
         out += ["- Untied embeddings: whether the embedding was untied from the head is not recorded."]
     out += [
         "- Removing directions suppresses a behaviour; it does not remove knowledge, and can change unrelated "
