@@ -23,15 +23,66 @@ from aru.errors import (  # noqa: E402
     UnsupportedArchitectureError,
 )
 
+# heavier parts of the API, imported on first use (``import aru`` stays cheap for the CLI)
+_LAZY = {
+    "EditPlan": "aru.model_edit",
+    "EditResult": "aru.checkpoint",
+    "FitResult": "aru.estimators",
+    "PushResult": "aru.hub",
+    "VerifyResult": "aru.verify",
+    "build_model_card": "aru.hub",
+    "capture": "aru.capture",
+    "edit_checkpoint": "aru.checkpoint",
+    "fit_directions": "aru.estimators",
+    "fold_into_model": "aru.model_edit",
+    "get_estimator": "aru.estimators",
+    "get_spec": "aru.arch",
+    "load_prompts": "aru.prompts",
+    "load_recipe": "aru.recipe",
+    "make_plan": "aru.model_edit",
+    "projection_hooks": "aru.model_edit",
+    "push": "aru.hub",
+    "run_recipe": "aru.pipeline",
+    "verify_edit": "aru.verify",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aru' has no attribute {name!r}")
+
+
 __all__ = [
     "AruError",
     "AruWarning",
     "CheckpointError",
     "Directions",
     "DirectionsError",
+    "EditPlan",
+    "EditResult",
+    "FitResult",
     "ProvenanceError",
+    "PushResult",
     "UnsupportedArchitectureError",
+    "VerifyResult",
     "__version__",
+    "build_model_card",
+    "capture",
+    "edit_checkpoint",
+    "fit_directions",
+    "fold_into_model",
+    "get_estimator",
+    "get_spec",
     "load_directions",
+    "load_prompts",
+    "load_recipe",
+    "make_plan",
+    "projection_hooks",
+    "push",
+    "run_recipe",
     "save_directions",
+    "verify_edit",
 ]
