@@ -28,7 +28,19 @@ from aru.organism.prompts import organism_prompts, shipped, write_prompt_files
 from aru.organism.train import TrainConfig, train_organism
 from aru.organism.world import REFUSAL, World
 
+
+def load_shipped():
+    """(base, tuned, tokenizer) of the shipped organism: float32 models in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(str(shipped("base")), dtype=torch.float32).eval()
+    tuned = AutoModelForCausalLM.from_pretrained(str(shipped("tuned")), dtype=torch.float32).eval()
+    return base, tuned, AutoTokenizer.from_pretrained(str(shipped("tuned")))
+
+
 __all__ = [
+    "load_shipped",
     "REFUSAL",
     "TrainConfig",
     "World",
