@@ -34,7 +34,7 @@ from aru.directions import Directions, load_directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor, oblique_basis
 from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
-from aru.provenance import PROVENANCE_FILE, file_sha256, write_provenance
+from aru.provenance import PROVENANCE_FILE, UNHASHED, file_sha256, hash_folder, write_provenance
 from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, tensor_from_bytes, tensor_to_bytes
 
 log = logging.getLogger("aru")
@@ -487,11 +487,8 @@ def edit_checkpoint(
             cfg = dict(raw_config)
             cfg["tie_word_embeddings"] = False
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        files = dict(out_hashes)
-        for p in sorted(tmp.rglob("*")):
-            rel = p.relative_to(tmp).as_posix()
-            if p.is_file() and rel not in files and rel not in (PROVENANCE_FILE, "README.md"):
-                files[rel] = file_sha256(p)
+        # shards were hashed while they were written; hash the rest (config, tokenizer, index, ...)
+        files = {**hash_folder(tmp, skip=UNHASHED | set(out_hashes)), **out_hashes}
         settings = {
             **plan.to_dict(),
             "layers": None if layers is None else sorted(plan.layers),

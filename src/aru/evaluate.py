@@ -581,11 +581,10 @@ def is_hub_id(spec: str | Path) -> bool:
 
 def load_model(spec: str | Path, *, revision: str | None = None, dtype: str = "float32", device: str = "cpu"):
     """(model in eval mode, tokenizer, folder) for a model spec (see :func:`resolve_model`)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from aru.capture import load_model as load_folder
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; choose one of {sorted(DTYPES)}")
     folder = resolve_model(spec, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=DTYPES[dtype]).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model, tokenizer = load_folder(str(folder), dtype=DTYPES[dtype], device=device)
     return model, tokenizer, folder

@@ -27,7 +27,6 @@ from aru.provenance import file_sha256, read_provenance
 # max |Δlogit| / max |logit| per checkpoint dtype: float32 is exact up to rounding; bf16/f16 round each
 # folded weight once
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4, torch.float16: 1e-2, torch.bfloat16: 3e-2}
-MOE_TYPES = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "gpt_oss"}
 
 
 @dataclass
@@ -59,10 +58,13 @@ class VerifyResult:
         return {**asdict(self), "within_tolerance": self.within_tolerance, "passed": self.passed}
 
 
-def _load(folder: str | Path, model_type: str):
+def load_float32(folder: str | Path, model_type: str):
+    """A checkpoint in float32 and eval mode, as verification compares it (MoE experts on the eager kernel)."""
     from transformers import AutoModelForCausalLM
 
-    kw = {"experts_implementation": "eager"} if model_type in MOE_TYPES else {}
+    from aru.arch import get_spec
+
+    kw = {"experts_implementation": "eager"} if get_spec(model_type).has_experts else {}
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw).eval()
 
 
@@ -120,7 +122,7 @@ def verify_edit(
     ``base`` and ``directions`` default to the ones recorded in ``aru.json``. ``input_ids`` (batch, seq)
     default to ``n_prompts`` reproducible random token sequences of ``seq_len`` tokens.
     """
-    from aru.checkpoint import resolve_model
+    from aru.checkpoint import load_config, resolve_model
 
     edited = Path(edited)
     record = read_provenance(edited)
@@ -141,10 +143,9 @@ def verify_edit(
             )
         directions = load_directions(directions)
 
-    model_type = record.get("settings", {}).get("model_type")
-    base_model = _load(base_folder, model_type)
-    model_type = base_model.config.model_type
-    edited_model = _load(edited, model_type)
+    _, model_type, _, _ = load_config(base_folder)
+    base_model = load_float32(base_folder, model_type)
+    edited_model = load_float32(edited, model_type)
     plan = plan_from_provenance(record, directions, base_model.config.num_hidden_layers)
     if input_ids is None:
         gen = torch.Generator().manual_seed(seed)

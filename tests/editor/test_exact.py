@@ -7,21 +7,15 @@ import warnings
 import pytest
 import torch
 from conftest import random_basis, save_tiny
-from tiny import MOE
-from transformers import AutoModelForCausalLM
 
 from aru.arch import SUPPORTED, get_spec
 from aru.checkpoint import edit_checkpoint
 from aru.directions import Directions, save_directions
 from aru.errors import AruWarning
 from aru.model_edit import make_plan, projection_hooks
+from aru.verify import load_float32
 
 EXACT_RTOL = 1e-4  # fp32: max |Δlogit| ≤ 1e-4 · max |logit|
-
-
-def _load(folder, model_type):
-    kw = {"experts_implementation": "eager"} if model_type in MOE else {}
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw).eval()
 
 
 @pytest.mark.parametrize("model_type", SUPPORTED)
@@ -45,7 +39,7 @@ def test_streamed_edit_equals_hooked_original(model_type, tmp_path):
         original = model(ids).logits
         with projection_hooks(model, plan):
             hooked = model(ids).logits
-        edited = _load(tmp_path / "out", model_type)(ids).logits
+        edited = load_float32(tmp_path / "out", model_type)(ids).logits
     scale = hooked.abs().max()
     # the edit must change the model, or the comparison proves nothing
     assert (hooked - original).abs().max() > 1e-3 * scale
@@ -69,7 +63,7 @@ def test_oblique_postnorm_removes_the_direction_exactly_after_the_norm(tmp_path)
     for mode in ("orthogonal", "oblique"):
         with pytest.warns(AruWarning, match="post-norm"):
             edit_checkpoint(src, dpath, tmp_path / mode, postnorm=mode, progress=False)
-        edited = _load(tmp_path / mode, "gemma2")
+        edited = load_float32(tmp_path / mode, "gemma2")
         ids = torch.randint(3, 100, (2, 12), generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
             hs = edited(ids, output_hidden_states=True).hidden_states

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from aru.arch import get_spec
+
 HIDDEN = 32
 COMMON = dict(
     hidden_size=HIDDEN,
@@ -80,13 +82,10 @@ def tiny_model(model_type: str, *, seed: int = 0, dtype=torch.float32, **overrid
     """A random model whose biases and norm gains are non-trivial (zeros would hide missed bias writers)."""
     torch.manual_seed(seed)
     config = tiny_config(model_type, **overrides)
-    kwargs = {"experts_implementation": "eager"} if model_type in MOE else {}
+    kwargs = {"experts_implementation": "eager"} if get_spec(model_type).has_experts else {}
     model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias") or "norm" in name or name.endswith("ln_f.weight") or ".ln_" in name:
                 p.add_(torch.randn_like(p) * 0.2)
     return model.eval()
-
-
-MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "gpt_oss"}

@@ -86,6 +86,11 @@ class ArchSpec:
     notes: str = ""
 
     @property
+    def has_experts(self) -> bool:
+        """Whether the model has MoE expert tensors (fused in memory: transformers' eager kernel handles fp64)."""
+        return any(w.layout.startswith("experts") for w in self.writers)
+
+    @property
     def exact(self) -> bool:
         """Whether folding P into the writers reproduces a hooked projection exactly."""
         return not self.postnorm
