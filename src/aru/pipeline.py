@@ -139,22 +139,12 @@ def _check_output(final: Path, source: Path) -> None:
         )
 
 
-def _add_files(folder: Path, names: list[str]) -> None:
-    """Record the sha256 of report files written after the edit in ``aru.json``'s ``files``."""
-    from aru.provenance import PROVENANCE_FILE, file_sha256, read_provenance
-
-    data = read_provenance(folder)
-    for name in names:
-        data["files"][name] = file_sha256(folder / name)
-    (folder / PROVENANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
-
-
 def _set_directions_path(folder: Path, path: Path) -> None:
-    from aru.provenance import PROVENANCE_FILE, read_provenance
+    from aru.provenance import read_provenance, rewrite_provenance
 
     data = read_provenance(folder)
     data["directions"]["path"] = str(path)
-    (folder / PROVENANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    rewrite_provenance(folder, data)
 
 
 def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -329,7 +319,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     from aru.checkpoint import edit_checkpoint
     from aru.directions import save_directions
     from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
-    from aru.provenance import check_provenance, update_provenance
+    from aru.provenance import check_provenance, record_files, update_provenance
     from aru.select import candidate_directions, edit_layers, select
     from aru.verify import verify_edit
 
@@ -454,7 +444,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             recipe=recipe.text,
             organism=org,
         )
-        _add_files(out, [DIRECTIONS_FILE, REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
+        record_files(out, [DIRECTIONS_FILE, REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
         check_provenance(out)
         if final.exists():
             old = work / "old"

@@ -87,12 +87,25 @@ def read_provenance(folder: str | Path) -> dict[str, Any]:
     return data
 
 
+def rewrite_provenance(folder: str | Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Write an already-read ``aru.json`` record back (after changing it)."""
+    (Path(folder) / PROVENANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
 def update_provenance(folder: str | Path, **extra: Any) -> dict[str, Any]:
     """Merge ``extra`` into the ``extra`` section of ``aru.json`` (file hashes untouched)."""
     data = read_provenance(folder)
     data.setdefault("extra", {}).update(extra)
-    (Path(folder) / PROVENANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
-    return data
+    return rewrite_provenance(folder, data)
+
+
+def record_files(folder: str | Path, names: list[str]) -> dict[str, Any]:
+    """Add the sha256 of files written into ``folder`` after its ``aru.json`` (e.g. reports) to its ``files``."""
+    data = read_provenance(folder)
+    for name in names:
+        data["files"][name] = file_sha256(Path(folder) / name)
+    return rewrite_provenance(folder, data)
 
 
 def check_provenance(folder: str | Path) -> dict[str, Any]:
