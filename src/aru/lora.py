@@ -59,7 +59,7 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_BIAS_MODES = ("auto", "lora_bias", "replace")
 ADAPTER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PREFIX = "base_model.model."  # PEFT's prefix of every saved key
-ROWS = 1 << 14  # embedding rows read per block
+BLOCK_BYTES = 16 << 20  # float32 bytes of embedding rows read per block
 _EXPERT = re.compile(r".*\.experts\.(?P<e>\d+)\..*")
 
 
@@ -109,13 +109,13 @@ class AdapterResult:
         """Why vLLM's LoRA loader would refuse this adapter (read from its source, see docs/lora.md)."""
         notes = []
         if self.lora_bias:
-            notes.append("vLLM's loader accepts only lora_A/lora_B weights and embedding factors, not lora_B.bias")
+            notes.append("its loader accepts lora_A/lora_B weights and embedding factors only, not lora_B.bias")
         if self.modules_to_save:
-            notes.append("vLLM refuses adapters with modules_to_save")
+            notes.append("it refuses adapters with modules_to_save")
         if self.has_embedding:
             notes.append(
-                "vLLM loads an embed_tokens LoRA only for model classes that declare it in embedding_modules "
-                "(e.g. LlamaForCausalLM; not Qwen2ForCausalLM)"
+                "it loads an embedding LoRA only for model classes that list the module in embedding_modules "
+                "(LlamaForCausalLM does, Qwen2ForCausalLM does not)"
             )
         return notes
 
@@ -297,10 +297,11 @@ def _factors(t: _Target, reader, strength: float, compute: torch.dtype, r: int):
 
 
 def _embedding_a(t: _Target, reader, q: torch.Tensor, r: int) -> torch.Tensor:
-    rows = reader(t.weight, shape_only=True)[0]
+    rows, d = reader(t.weight, shape_only=True)
+    step = max(1, BLOCK_BYTES // (4 * d))
     a = torch.zeros(r, rows, dtype=q.dtype)
-    for i in range(0, rows, ROWS):
-        a[: q.shape[0], i : i + ROWS] = (reader(t.weight, rows=(i, min(i + ROWS, rows))).to(q.dtype) @ q.T).T
+    for i in range(0, rows, step):
+        a[: q.shape[0], i : i + step] = (reader(t.weight, rows=(i, min(i + step, rows))).to(q.dtype) @ q.T).T
     return a
 
 

@@ -151,3 +151,28 @@ def test_bfloat16_factors(tmp_path):
     err = compare(src, dpath, tmp_path, ids_for(vocab), "qwen3", adapter_dtype="bfloat16")
     assert err["peft"] <= 3e-2 and err["merged"] <= 3e-2, err
     assert all(v.dtype == torch.bfloat16 for v in _keys(tmp_path / "adapter").values())
+
+
+def test_peft_cross_check_refuses_what_peft_would_load_differently(tmp_path):
+    """qwen3_moe with a dense layer: peft 0.21 retargets the dense mlp.down_proj onto the experts, so the adapter
+    would silently lose that layer's edit; the export refuses it and names the tensor."""
+    src, dpath, _ = tiny_case("qwen3_moe", tmp_path, mlp_only_layers=[1])
+    with pytest.raises(CheckpointError, match=r"would not load this adapter exactly.*layers\.1\.mlp\.down_proj"):
+        export_adapter(src, dpath, tmp_path / "adapter")
+    assert not (tmp_path / "adapter").exists()
+
+
+def test_export_without_peft_skips_the_cross_check(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    src, dpath, _ = tiny_case("llama", tmp_path)
+    export_adapter(src, dpath, tmp_path / "adapter")
+    rec = json.loads((tmp_path / "adapter" / "aru.json").read_text())
+    assert rec["adapter"]["peft_cross_checked"] is None
+    monkeypatch.undo()
+    export_adapter(src, dpath, tmp_path / "checked")
+    rec = json.loads((tmp_path / "checked" / "aru.json").read_text())
+    assert rec["adapter"]["peft_cross_checked"].startswith("0.")
+    assert _keys(tmp_path / "adapter").keys() == _keys(tmp_path / "checked").keys()
