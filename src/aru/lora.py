@@ -51,7 +51,7 @@ from aru.directions import Directions, load_directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor
 from aru.model_edit import POSTNORM_MODES, make_plan
-from aru.provenance import file_sha256, hash_folder, write_provenance
+from aru.provenance import file_sha256, hash_folder, record_directions, write_provenance
 from aru.safetensors_io import DTYPE_NAMES, DTYPES, TensorInfo, encode_header, read_header, tensor_to_bytes
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -429,7 +429,6 @@ def export_adapter(
         COMPUTE_DTYPES,
         _check_output,
         _plan_tensors,
-        directions_sha256,
         list_shards,
         load_config,
         resolve_model,
@@ -528,11 +527,7 @@ def export_adapter(
                 "revision": revision,
                 "files": {s: file_sha256(folder / s) for s in shards},
             },
-            "directions": {
-                "path": str(directions_path) if directions_path else None,
-                "sha256": file_sha256(directions_path) if directions_path else directions_sha256(directions),
-                "metadata": dict(directions.metadata),
-            },
+            "directions": record_directions(tmp, directions, directions_path),
             "settings": settings,
             "edited_tensors": [n for t in order for n in _names(t)],
             "adapter": {

@@ -23,7 +23,6 @@ from typing import Any
 from aru.errors import AruError
 from aru.recipe import Recipe
 
-DIRECTIONS_FILE = "aru/directions.safetensors"
 REPORT_MD, REPORT_JSON, SELECTION_PNG = "report.md", "report.json", "selection.png"
 
 
@@ -137,14 +136,6 @@ def _check_output(final: Path, source: Path) -> None:
             f"output {str(final)!r} is a non-empty folder that is not an aru output (no {PROVENANCE_FILE}); "
             "--overwrite only replaces aru outputs: choose another folder"
         )
-
-
-def _set_directions_path(folder: Path, path: Path) -> None:
-    from aru.provenance import read_provenance, rewrite_provenance
-
-    data = read_provenance(folder)
-    data["directions"]["path"] = str(path)
-    rewrite_provenance(folder, data)
 
 
 def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -321,7 +312,6 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
 
     from aru import __version__
     from aru.checkpoint import edit_checkpoint
-    from aru.directions import save_directions
     from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
     from aru.provenance import check_provenance, record_files, update_provenance
     from aru.select import candidate_directions, edit_layers, select
@@ -375,8 +365,6 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.aru-run-", dir=final.parent))
     try:
         out = work / final.name
-        dpath = work / "directions.safetensors"
-        save_directions(directions, dpath)
         log(f"aru run: editing ({chosen.name})")
         source = recipe.model.id if is_hub_id(recipe.model.id) else folder  # a Hub id is recorded as such
         kw = dict(
@@ -388,15 +376,12 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         if adapter:
             from aru.lora import export_adapter
 
-            edit = export_adapter(source, dpath, out, adapter_bias=recipe.edit.adapter_bias, **kw)
+            edit = export_adapter(source, directions, out, adapter_bias=recipe.edit.adapter_bias, **kw)
         else:
-            edit = edit_checkpoint(source, dpath, out, progress=progress, **kw)
-        (out / DIRECTIONS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        dpath.replace(out / DIRECTIONS_FILE)
-        _set_directions_path(out, final / DIRECTIONS_FILE)
+            edit = edit_checkpoint(source, directions, out, progress=progress, **kw)
         lap("edit")
         log("aru run: verifying")
-        ver = verify_edit(out, folder, out / DIRECTIONS_FILE)
+        ver = verify_edit(out, folder)
         if not ver.passed:
             raise AruError(
                 f"the edited checkpoint does not reproduce the hooked original (relative Δlogit {ver.rel_dlogit:.2e} > "
@@ -461,7 +446,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             recipe=recipe.text,
             organism=org,
         )
-        record_files(out, [DIRECTIONS_FILE, REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
+        record_files(out, [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
         check_provenance(out)
         if final.exists():
             old = work / "old"

@@ -23,7 +23,7 @@ from aru.directions import Directions, load_directions
 from aru.errors import ProvenanceError
 from aru.lora import is_adapter
 from aru.model_edit import EditPlan, make_plan, projection_hooks
-from aru.provenance import file_sha256, read_provenance
+from aru.provenance import file_sha256, read_provenance, recorded_directions
 
 # max |Δlogit| / max |logit| per checkpoint dtype: float32 is exact up to rounding; bf16/f16 round each
 # folded weight once
@@ -151,7 +151,7 @@ def verify_edit(
         raise ProvenanceError(f"{str(edited)!r}: aru.json names no input model; pass --base MODEL")
     base_folder, _, _ = resolve_model(base, revision=record["input"].get("revision"))
     if directions is None:
-        directions = record["directions"].get("path")
+        directions = recorded_directions(edited, record)
         if directions is None:
             raise ProvenanceError(f"{str(edited)!r}: aru.json names no directions file; pass --directions D")
     if not isinstance(directions, Directions):
@@ -159,7 +159,7 @@ def verify_edit(
         if recorded and file_sha256(directions) != recorded:
             raise ProvenanceError(
                 f"directions file {str(directions)!r} is not the one {str(edited)!r} was edited with "
-                "(sha256 differs from aru.json); pass the original file"
+                "(sha256 differs from aru.json); pass the original file, or none to use the copy in the output"
             )
         directions = load_directions(directions)
 
