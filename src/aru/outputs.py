@@ -51,6 +51,10 @@ class OutputError(CheckpointError):
     """An output path aru must not write: it overlaps an input, is not aru's, or is being written by another run."""
 
 
+class OutputExistsError(OutputError, FileExistsError):
+    """The target exists and may be replaced only with --force/--overwrite (or not at all)."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so every ``finally`` (staging cleanup, lock release) runs."""
 
@@ -164,9 +168,10 @@ def check_target(target: str | os.PathLike, kind: str, *, force: bool, flag: str
         if t.is_dir() and not any(t.iterdir()):
             if force:
                 return
-            raise OutputError(f"output {str(t)!r} already exists (empty); choose another path or pass {flag}")
-        raise OutputError(
-            f"output {str(t)!r} already exists and is not an aru output (aru recognises its own outputs by "
+            raise OutputExistsError(f"output {str(t)!r} already exists (empty); choose another path or pass {flag}")
+        state = "is not empty and " if t.is_dir() else ""
+        raise OutputExistsError(
+            f"output {str(t)!r} already exists, {state}is not an aru output (aru recognises its own outputs by "
             f"their record); {flag} only replaces aru outputs: choose another {what}"
         )
     if found != kind:
@@ -182,7 +187,7 @@ def check_target(target: str | os.PathLike, kind: str, *, force: bool, flag: str
             f"aru never deletes them: move them out or choose another {what}"
         )
     if not force:
-        raise OutputError(
+        raise OutputExistsError(
             f"output {str(t)!r} already exists (an earlier aru {kind} output); choose another path or pass {flag}"
         )
 

@@ -90,3 +90,22 @@ def directions_file(path: Path, d: int = HIDDEN, k: int = 1, *, bases=None, seed
     if bases is None:
         bases = {"all": orthonormalize(torch.randn(k, d, generator=torch.Generator().manual_seed(seed)))}
     return save_directions(Directions(bases, d, {"method": "test", **meta}), path)
+
+
+def fake_hub():
+    """The fake Hub on 127.0.0.1 of tests/hub (imported from there, one implementation)."""
+    hub_dir = str(Path(__file__).resolve().parents[1] / "hub")
+    if hub_dir not in sys.path:
+        sys.path.insert(0, hub_dir)
+    from fakehub import FakeHub
+
+    return FakeHub()
+
+
+def rewrite_tensor(shard: Path, name: str, fn) -> None:
+    """Replace tensor ``name`` of a safetensors file by ``fn(tensor)`` (a forger's edit)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(shard))
+    tensors[name] = fn(tensors[name]).contiguous()
+    save_file(tensors, str(shard), metadata={"format": "pt"})
