@@ -20,7 +20,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from aru.errors import AruError
-from aru.provenance import PROVENANCE_FILE, check_provenance, read_provenance
+from aru.provenance import PROVENANCE_FILE, read_provenance
 
 #: folders above this many bytes go through ``HfApi.upload_large_folder`` when the client has it
 LARGE_FOLDER_BYTES = 50 * 2**30
@@ -79,8 +79,13 @@ def _base_model(record: dict[str, Any]) -> str | None:
     return inp.get("repo_id") or None
 
 
-def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> ModelCard:
-    """The model card of the aru output ``folder``, from its ``aru.json``; :class:`ProvenanceError` if it has none."""
+def build_model_card(folder: str | Path, *, repo_id: str | None = None, check=None) -> ModelCard:
+    """The model card of the aru output ``folder``, from its ``aru.json``; :class:`ProvenanceError` if it has none.
+
+    ``check`` (a :class:`aru.pushcheck.ModelCheck`) says what push re-derived; recorded numbers are marked as
+    recorded, not checked."""
+    from aru.pushcheck import RECORDED_NOT_CHECKED, card_lines
+
     folder = Path(folder)
     record = read_provenance(folder)
     extra = record.get("extra") or {}
@@ -103,7 +108,7 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         **card_meta,
     )
     title = repo_id or folder.name
-    out = [f"# {title}", ""]
+    out = [f"# {title}", "", *card_lines(check)]
     src = base or (record.get("input") or {}).get("path") or "an unnamed checkpoint"
     if adapter:
         out += _adapter_section(src, settings, repo_id or str(folder))
@@ -135,13 +140,14 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     out += ["", "## Evaluation", ""]
     evaluation = extra.get("evaluation")
     if isinstance(evaluation, list) and evaluation and all(isinstance(r, dict) for r in evaluation):
-        out += [_table(evaluation)]
+        out += [RECORDED_NOT_CHECKED.format(what="evaluation", check="aru eval"), "", _table(evaluation)]
     else:
         out += ["No evaluation was recorded for this output (run `aru eval` or `aru run` to produce one)."]
     out += ["", "## Exactness", ""]
     verify = extra.get("verify")
     if isinstance(verify, dict) and verify:
         out += ["`aru verify`: the edited weights against the original model with the projection applied as hooks.", ""]
+        out += [RECORDED_NOT_CHECKED.format(what="verify result", check="aru verify"), ""]
         out += ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in verify.items()]
     else:
         out += ["No `aru verify` result was recorded for this output (run `aru verify` to check the fold)."]
@@ -154,7 +160,10 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         out += [f"- directions file sha256: `{directions['sha256']}`"]
     else:
         out += ["- directions file hash: absent from aru.json"]
-    out += [f"- every file's sha256 is in `{PROVENANCE_FILE}`; `aru push` checks them before publishing"]
+    out += [
+        f"- every file's sha256 is in `{PROVENANCE_FILE}`; `aru push` checks them before publishing (they prove the "
+        "files are unchanged, not where they came from: that is the re-derivation above)"
+    ]
     recipe = extra.get("recipe")
     if recipe:
         out += ["", "Recipe:", "", "```toml", str(recipe).rstrip(), "```"]
@@ -246,11 +255,9 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def _files(folder: Path) -> list[tuple[str, int]]:
-    return [
-        (p.relative_to(folder).as_posix(), p.stat().st_size)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".cache" not in p.relative_to(folder).parts and ".git" not in p.relative_to(folder).parts
-    ]
+    from aru.pushcheck import folder_files
+
+    return [(name, (folder / name).stat().st_size) for name in folder_files(folder)]
 
 
 def push(
@@ -264,6 +271,9 @@ def push(
     token: str | None = None,
     endpoint: str | None = None,
     large_folder_threshold: int = LARGE_FOLDER_BYTES,
+    base: str | Path | None = None,
+    directions: str | Path | None = None,
+    base_check: bool = True,
 ) -> PushResult:
     """Check ``folder``'s provenance, build its card and push it to ``repo_id`` in one commit.
 
@@ -271,13 +281,23 @@ def push(
     written as ``folder/README.md`` (unhashed in aru.json, so the provenance still holds), the repo is created with
     ``exist_ok=True`` and the folder uploaded with ``upload_folder`` (``upload_large_folder`` above
     ``large_folder_threshold`` bytes, when the installed huggingface_hub has it).
+
+    Before anything is built or sent, :mod:`aru.pushcheck` checks the files (hashes, links, the exact upload set)
+    and re-derives the edit from the base model (``base``/``directions`` override the recorded ones);
+    ``base_check=False`` skips the re-derivation and the card says so in a warning at its top.
     """
     folder = Path(folder)
     check_repo_id(repo_id)
     if not folder.is_dir():
         raise FileNotFoundError(f"{str(folder)!r} is not a folder. Create an output with: aru edit MODEL ... -o OUT")
-    record = check_provenance(folder)
-    card = build_model_card(folder, repo_id=repo_id)
+    from aru.pushcheck import ModelCheck, check_files, check_model
+
+    record = check_files(folder)
+    if base_check:
+        check = check_model(folder, record, base=base, directions=directions)
+    else:
+        check = ModelCheck(base=str(base or (record.get("input") or {}).get("path")), base_revision=None, skipped=True)
+    card = build_model_card(folder, repo_id=repo_id, check=check)
     text = str(card)
     files = [(p, s) for p, s in _files(folder) if p != CARD_FILE] + [(CARD_FILE, len(text.encode()))]
     files.sort()
@@ -285,6 +305,7 @@ def push(
     from huggingface_hub import HfApi
 
     large = size > large_folder_threshold and hasattr(HfApi, "upload_large_folder")
+    names = [p for p, _ in files]  # exactly the checked files (and the card) are uploaded
     result = PushResult(
         repo_id=repo_id,
         files=files,
@@ -306,7 +327,9 @@ def push(
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        ignore = [".cache/**", ".git/**"]
+        import glob
+
+        allow = [glob.escape(n) for n in names]
         if large:
             api.upload_large_folder(
                 repo_id=repo_id,
@@ -314,7 +337,7 @@ def push(
                 repo_type="model",
                 revision=revision,
                 private=private,
-                ignore_patterns=ignore,
+                allow_patterns=allow,
             )
             result.commit_url = f"{api.endpoint}/{repo_id}"
         else:
@@ -324,7 +347,7 @@ def push(
                 repo_type="model",
                 revision=revision,
                 commit_message=message,
-                ignore_patterns=ignore,
+                allow_patterns=allow,
             )
             result.commit_url = str(getattr(info, "commit_url", info))
     except HfHubHTTPError as exc:

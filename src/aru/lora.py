@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -445,10 +444,11 @@ def export_adapter(
         raise ValueError(f"adapter_bias {adapter_bias!r} is not one of {ADAPTER_BIAS_MODES}")
     folder, repo_id, revision = resolve_model(model, revision=revision)
     output = Path(output).expanduser().resolve()
-    _check_output(folder, output, force)
     directions_path = None
     if not isinstance(directions, Directions):
         directions_path = Path(directions).expanduser().resolve()
+    _check_output(output, [folder, directions_path], force)
+    if directions_path is not None:
         directions = load_directions(directions_path)
     _, model_type, hidden, num_layers = load_config(folder)
     spec = get_spec(model_type)
@@ -491,12 +491,11 @@ def export_adapter(
     cfg = adapter_config(targets, rank=rank, lora_bias=lora_bias, base=repo_id or str(folder), revision=revision)
     cross_checked = _cross_check(folder, cfg, infos)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.parent / f".{output.name}.aru-partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    from aru.outputs import Output
+
+    claim = Output(output, "edit", force=force, inputs=[folder, directions_path])  # lock, then a fresh staging
+    tmp = claim.staging
     try:
-        tmp.mkdir()
         _write_adapter(
             tmp / ADAPTER_WEIGHTS, order, infos, _reader(folder, where), strength=plan.strength,
             compute=COMPUTE_DTYPES[dtype], rank=rank,
@@ -541,17 +540,9 @@ def export_adapter(
         if extra_provenance:
             record["extra"] = dict(extra_provenance)
         write_provenance(tmp, record, files=hash_folder(tmp))
-        if output.exists():  # --force: swap in the new folder, then drop the old one
-            old = output.parent / f".{output.name}.aru-old"
-            shutil.rmtree(old, ignore_errors=True)
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
+        claim.commit()  # re-checks the target, then renames (an earlier aru output is swapped out)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        claim.close()
     for msg in approximate:
         warnings.warn(msg, AruWarning, stacklevel=2)
     from aru.provenance import read_provenance

@@ -122,20 +122,16 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _check_output(final: Path, source: Path) -> None:
-    """Refuse an output that overlaps the input, or an existing folder that is not an aru output."""
-    from aru.provenance import PROVENANCE_FILE
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """The local files a recipe reads (model folder, prompt and retain files): an output may not overlap them."""
+    from aru.evaluate import ORGANISM_PREFIX, resolve_model
 
-    if final == source or source in final.parents or final in source.parents:
-        raise ValueError(
-            f"output {str(final)!r} overlaps the input model {str(source)!r}; aru never modifies its input: "
-            "choose another output folder with -o"
-        )
-    if final.is_dir() and any(final.iterdir()) and not (final / PROVENANCE_FILE).is_file():
-        raise FileExistsError(
-            f"output {str(final)!r} is a non-empty folder that is not an aru output (no {PROVENANCE_FILE}); "
-            "--overwrite only replaces aru outputs: choose another folder"
-        )
+    p = recipe.prompts
+    model = recipe.model.id
+    if str(model).startswith(ORGANISM_PREFIX):
+        model = resolve_model(model)  # the shipped organism's folder (no download)
+    names = [model, recipe.path(p.bad), recipe.path(p.good), recipe.path(recipe.eval.retain)]
+    return [Path(n) for n in names if n and not str(n).startswith("hf://") and Path(n).expanduser().exists()]
 
 
 def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -308,6 +304,16 @@ def run_recipe(
 
 
 def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: Callable[[str], None]) -> RunResult:
+    """Claim the output (:mod:`aru.outputs`: checks, lock, staging) for the whole run, then run the recipe."""
+    from aru.outputs import Output
+
+    final = Path(output if output is not None else recipe.edit.output).expanduser().resolve()
+    overwrite = recipe.edit.overwrite if overwrite is None else overwrite
+    with Output(final, "run", force=bool(overwrite), flag="--overwrite", inputs=recipe_inputs(recipe)) as claim:
+        return _run_claimed(recipe, claim, push=push, progress=progress, log=log)
+
+
+def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Callable[[str], None]) -> RunResult:
     import torch
 
     from aru import __version__
@@ -326,10 +332,9 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         timings[name] = round(now - last, 2)
         last = now
 
-    final = Path(output if output is not None else recipe.edit.output).expanduser().resolve()
-    overwrite = recipe.edit.overwrite if overwrite is None else overwrite
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"output {str(final)!r} already exists; choose another with -o or pass --overwrite")
+    from aru.outputs import check_inputs
+
+    final = claim.target
     if recipe.eval.retain:
         retain = Path(recipe.path(recipe.eval.retain))
         if not retain.is_file():
@@ -341,7 +346,8 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     model, tokenizer, folder = load_model(
         recipe.model.id, revision=recipe.model.revision, dtype=recipe.model.dtype, device=recipe.model.device
     )
-    _check_output(final, Path(folder).resolve())
+    claim.inputs.append(Path(folder))  # a Hub model's cache folder too; checked again before the rename
+    check_inputs(final, claim.inputs)
     prompts = load_recipe_prompts(recipe, folder)
     lap("load")
     log(f"aru run: fitting {', '.join(recipe.fit.methods)} on {prompts.counts()['train']} training prompts")
@@ -361,8 +367,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     directions = candidate_directions(chosen, fits)
     num_layers = model.config.num_hidden_layers
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.aru-run-", dir=final.parent))
+    work = claim.staging
     try:
         out = work / final.name
         log(f"aru run: editing ({chosen.name})")
@@ -448,12 +453,9 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         )
         record_files(out, [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
         check_provenance(out)
-        if final.exists():
-            old = work / "old"
-            final.replace(old)
-        out.replace(final)
+        claim.commit(out)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        claim.close()
     result = RunResult(final, report, md, timings=timings)
     if push and recipe.push is not None:
         from aru.hub import push as hub_push
