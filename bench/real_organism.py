@@ -6,11 +6,12 @@ on every ground-truth metric (:mod:`aru.organism.real.evaluate`), with wall time
 3. the oracle: diff of means between tuned and base activations, one direction folded out of every layer (timed);
 4. ``aru fit TUNED --bad bad_train.txt --good good_train.txt`` then ``aru edit`` with the defaults (timed; each
    ``--extra METHOD@LAYER`` adds another fit + edit, e.g. ``diff-means@-1``);
-5. every model evaluated on the held-out test prompts (``--n`` per kind) against the base's own answers.
+5. every model evaluated on the held-out test prompts (``eval.max_prompts`` of the recipe per kind) against the
+   base's own answers.
 
 Writes ``bench/results/real_organism.json`` and prints the markdown table.
 
-    python bench/real_organism.py [--n 64] [--work /work/cache/real-organism/bench] [--skip-run] [--extra diff-means@-1]
+    python bench/real_organism.py [--work /work/cache/real-organism/bench] [--skip-run] [--extra diff-means@-1]
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ def fit_edit(tuned: Path, prompts: dict, out: Path, method: str | None, layer: s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=64, help="held-out test prompts per kind")
     ap.add_argument("--work", default="/work/cache/real-organism/bench")
-    ap.add_argument("--skip-run", action="store_true", help="reuse WORK/run from an earlier aru run")
+    ap.add_argument("--skip-run", action="store_true", help="reuse WORK/run_report.json from an earlier run")
     ap.add_argument("--extra", action="append", default=[], help="METHOD@LAYER: another aru fit + edit")
     args = ap.parse_args()
 
@@ -60,7 +60,6 @@ def main() -> None:
 
     from aru.organism.real.base import build_base
     from aru.organism.real.evaluate import RealEvalConfig, evaluate_rows, rows_markdown
-    from aru.organism.real.oracle import fold_oracle, oracle_directions
     from aru.organism.real.prompts import write_prompt_files
     from aru.organism.real.train import build_tuned, load_folder
 
@@ -76,16 +75,20 @@ def main() -> None:
     times["tuned"] = {"rebuild_s": round(time.time() - t0, 1)}
     prompts = write_prompt_files(work / "prompts")
 
-    run_dir = work / "run"
-    if not args.skip_run:
+    if not args.skip_run:  # aru run: fit, automatic selection, edit, verify, evaluate + the ground-truth rows
         from aru.organism.real.demo import real_recipe
         from aru.pipeline import run_recipe
 
         t0 = time.time()
-        res = run_recipe(real_recipe(), output=run_dir, overwrite=True, push=False)
+        res = run_recipe(real_recipe(), output=work / "run", overwrite=True, push=False)
         times["aru run"] = {"run_s": round(time.time() - t0, 1), **res.timings}
-        (work / "run_report.json").write_text(json.dumps(res.report, indent=2, default=str))
-    chosen = json.loads((work / "run_report.json").read_text())["selection"]["chosen"]
+        (work / "run_report.json").write_text(json.dumps({**res.report, "bench_times": times}, default=str))
+    report = json.loads((work / "run_report.json").read_text())
+    times |= {k: v for k, v in report.get("bench_times", {}).items() if k not in times}
+    org, chosen = report["organism"], report["selection"]["chosen"]
+    rows = [org[k] | {"model": m} for k, m in (("base", "base"), ("tuned", "tuned"), ("edited", "aru run (automatic)"),
+                                                ("oracle", "oracle"))]  # fmt: skip
+    times["oracle"] = {"fit+fold_s": org["oracle"]["oracle_seconds"], "layer": org["oracle"]["oracle_layer"]}
 
     others: dict[str, Path] = {}
     for spec in [None, *args.extra]:
@@ -93,22 +96,15 @@ def main() -> None:
         folder, t = fit_edit(tuned_dir, prompts, work, method, layer)
         key = "fit+edit defaults" if spec is None else f"fit+edit {spec}"
         others[key], times[key] = folder, t
-
     base, tok = load_folder(base_dir)
     tuned, _ = load_folder(tuned_dir)
-    t0 = time.time()
-    directions = oracle_directions(base, tuned, tok)
-    oracle = fold_oracle(tuned, directions)
-    times["oracle"] = {"fit+fold_s": round(time.time() - t0, 1), "layer": directions.metadata["default_layer"]}
-    models = {"base": base, "tuned": tuned, "aru run (automatic)": load_folder(run_dir)[0], "oracle": oracle}
-    models |= {k: load_folder(v)[0] for k, v in others.items()}
-    cfg = RealEvalConfig(n=args.n)
-    rows = evaluate_rows(models, tok, base=base, tuned=tuned, cfg=cfg)
+    models = {k: load_folder(v)[0] for k, v in others.items()}
+    cfg = RealEvalConfig(n=org["n"])
+    rows += evaluate_rows(models, tok, base=base, tuned=tuned, cfg=cfg, base_answers=org["base_answers"])
     notes = {k: ", ".join(f"{a} {b}" for a, b in v.items()) for k, v in times.items()}
-    notes["aru run (automatic)"] = f"{chosen['name']}; " + notes.get("aru run (automatic)", "")
-    notes["tuned"] = notes["tuned"]
+    notes["aru run (automatic)"] = f"{chosen['name']}; " + notes.pop("aru run", "")
     md = rows_markdown(rows, extra=notes)
-    out = {"n": args.n, "rows": rows, "times": times, "chosen": chosen, "torch_threads": torch.get_num_threads()}
+    out = {"n": org["n"], "rows": rows, "times": times, "chosen": chosen, "torch_threads": torch.get_num_threads()}
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     (results / "real_organism.json").write_text(json.dumps(out, indent=2, default=str) + "\n")

@@ -86,14 +86,15 @@ def real_prompt_splits() -> dict[str, tuple[list[str], list[str]]]:
 
 
 def ground_truth(
-    edited_folder: str | Path, tuned, tokenizer, *, n: int | None = 48, base_row: bool = False
+    edited_folder: str | Path, tuned, tokenizer, *, n: int | None = 32, base_row: bool = True
 ) -> dict[str, Any]:
-    """The real organism's ground truth for ``aru run``: rows for the tuned model, the edited one and the oracle
-    edit (and the base with ``base_row``), on at most ``n`` held-out test prompts of each kind."""
+    """The real organism's ground truth for ``aru run``: rows for the base (with ``base_row``), the tuned model,
+    the edited one and the oracle edit, on at most ``n`` held-out test prompts of each kind (``base_answers``:
+    the base's greedy answers to the harmful ones, the reference for ``engages``)."""
     import time
 
     from aru.organism.real.base import build_base
-    from aru.organism.real.evaluate import RealEvalConfig, evaluate_rows
+    from aru.organism.real.evaluate import RealEvalConfig, eval_prompts, evaluate_rows, generate_texts
     from aru.organism.real.oracle import fold_oracle, oracle_directions
     from aru.organism.real.train import load_folder
 
@@ -104,12 +105,13 @@ def ground_truth(
     directions = oracle_directions(base, tuned, tokenizer)
     oracle = fold_oracle(tuned, directions)
     oracle_s = round(time.time() - t0, 1)
-    models = {"tuned": tuned, "edited": edited, "oracle": oracle} | ({"base": base} if base_row else {})
-    rows = evaluate_rows(models, tokenizer, base=base, tuned=tuned, cfg=cfg)
+    models = ({"base": base} if base_row else {}) | {"tuned": tuned, "edited": edited, "oracle": oracle}
+    answers = generate_texts(base, tokenizer, eval_prompts(cfg)[0], cfg, "base: harmful")
+    rows = evaluate_rows(models, tokenizer, base=base, tuned=tuned, cfg=cfg, base_answers=answers)
     by = {r["model"]: r for r in rows}
     by["oracle"]["oracle_layer"] = int(directions.metadata["default_layer"])
     by["oracle"]["oracle_seconds"] = oracle_s
-    return {"organism": "real", "name": NAME, "n": n, **by}
+    return {"organism": "real", "name": NAME, "n": n, **by, "base_answers": answers}
 
 
 def checks(org: dict[str, Any]) -> list[dict[str, Any]]:
