@@ -609,10 +609,15 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def resolve_model(spec: str | Path, *, revision: str | None = None) -> Path:
-    """A local folder for ``spec``: ``organism:tuned`` / ``organism:base`` (the shipped organism), a local folder,
+    """A local folder for ``spec``: ``organism:tuned`` / ``organism:base`` (the shipped organism),
+    ``organism:real`` / ``organism:real-base`` (the real organism, built and cached), a local folder,
     or a Hub repo id (``org/name``, fetched with :func:`aru.checkpoint.resolve_model`, i.e. ``snapshot_download``
     of the safetensors, configs and tokenizer files at ``revision``)."""
     s = str(spec)
+    if s in ("organism:real", "organism:real-base"):
+        from aru.organism.real.demo import resolve
+
+        return resolve(s)
     if s.startswith(ORGANISM_PREFIX):
         from aru.organism import shipped
 

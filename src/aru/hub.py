@@ -123,7 +123,9 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None, check=No
         "",
     ]
     selection = extra.get("selection") or {}
+    organism = extra.get("organism") if isinstance(extra.get("organism"), dict) else {}
     facts = {
+        "organism": organism.get("name"),
         "behaviour": dmeta.get("behaviour") or dmeta.get("behavior") or selection.get("behaviour"),
         "method": selection.get("method") or dmeta.get("method") or settings.get("method"),
         "fitted at layer": selection.get("layer"),

@@ -60,6 +60,14 @@ def load_recipe_prompts(recipe: Recipe, folder: str | Path | None = None) -> Pro
     """The train / val / test prompt splits a recipe names (``folder``: the model's folder, whose organism world
     gives the organism prompts)."""
     p = recipe.prompts
+    if p.source == "real-organism":
+        from aru.organism.real.demo import real_prompt_splits
+
+        splits = real_prompt_splits()
+        if p.max_prompts:
+            splits = {s: (_subset(b, p.max_prompts, p.seed), _subset(g, p.max_prompts, p.seed)) for s, (b, g) in
+                      splits.items()}  # fmt: skip
+        return Prompts(splits)
     if p.source == "organism":
         from aru.organism import organism_prompts
         from aru.organism.evaluate import world_of
@@ -140,16 +148,21 @@ def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) 
     keys = ("behaviour_rate", "over_refusal_rate", "kl_first_token", "kl_continuation", "retain_cross_entropy",
             "retain_perplexity", "n_bad", "n_good")  # fmt: skip
     out = []
+    columns = ORGANISM_COLUMNS
+    if org and org.get("organism") == "real":
+        from aru.organism.real.demo import summary_columns
+
+        columns = summary_columns()
     for r in rows:
         row = {"model": r["model"], **{k: r[k] for k in keys if k in r}}
         row["top_marker"] = next(iter(r.get("markers_bad") or {}), None)
         if org:
             m = org["tuned" if r["model"] == "original" else "edited"]
-            row.update({f"organism_{k}": m.get(k) for k, _ in ORGANISM_COLUMNS})
+            row.update({f"organism_{k}": m.get(k) for k, _ in columns})
         out.append(row)
     if org and org.get("oracle") and "error" not in org["oracle"]:
         out.append({"model": "oracle direction (ceiling)", **{f"organism_{k}": org["oracle"].get(k) for k, _ in
-                                                                 ORGANISM_COLUMNS}})  # fmt: skip
+                                                                 columns}})  # fmt: skip
     return out
 
 
@@ -166,12 +179,17 @@ def organism_table(edited, tuned, tokenizer) -> dict[str, Any]:
     tuned_m = quick_metrics(tuned, tokenizer)
     tuned_m["kl_to_tuned"] = 0.0
     oracle = res["ceilings"].get("oracle") or {}
-    return {"tuned": tuned_m, "edited": res["metrics"], "oracle": oracle, "ceilings": res["ceilings"]}
+    return {"organism": "toy", "name": "toy: the built-in 4-layer organism (aru.organism)", "tuned": tuned_m,
+            "edited": res["metrics"], "oracle": oracle, "ceilings": res["ceilings"]}  # fmt: skip
 
 
 def demo_checks(org: dict[str, Any]) -> list[dict[str, Any]]:
     """The demo's targets: refusal ≥ 90% → ≤ 5%; forbidden accuracy recovers ≥ 80% of the oracle's gain; allowed
     accuracy within 3 points."""
+    if org.get("organism") == "real":
+        from aru.organism.real.demo import checks
+
+        return checks(org)
     t, e, o = org["tuned"], org["edited"], org["oracle"]
     gain, oracle_gain = e["forbidden_accuracy"] - t["forbidden_accuracy"], None
     if "forbidden_accuracy" in o:
@@ -206,6 +224,10 @@ ORGANISM_COLUMNS = (
 
 
 def organism_markdown(org: dict[str, Any]) -> str:
+    if org.get("organism") == "real":
+        from aru.organism.real.demo import markdown
+
+        return markdown(org)
     head = "| model | " + " | ".join(h for _, h in ORGANISM_COLUMNS) + " |"
     lines = [head, "|---|" + "---:|" * len(ORGANISM_COLUMNS)]
     for name, key in (("fine-tuned", "tuned"), ("**edited (aru run)**", "edited"), ("oracle direction (ceiling)",
@@ -319,6 +341,7 @@ def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Call
     from aru import __version__
     from aru.checkpoint import edit_checkpoint
     from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
+    from aru.organism.real.demo import is_real_organism
     from aru.provenance import check_provenance, record_files, update_provenance
     from aru.select import candidate_directions, edit_layers, select
     from aru.verify import verify_edit
@@ -417,6 +440,10 @@ def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Call
         use_org = is_organism(folder) if ev.organism is None else ev.organism
         if use_org:
             org = organism_table(edited if adapter else out, model, tokenizer)
+        elif ev.organism is not False and is_real_organism(folder):
+            from aru.organism.real.demo import ground_truth
+
+            org = ground_truth(edited if adapter else out, model, tokenizer, n=ev.max_prompts)
         lap("evaluate")
         del edited
         ver_d = ver.to_dict() | {"edited": str(final)}  # it was verified in the staging folder
@@ -471,8 +498,11 @@ def demo_text(report: dict[str, Any], output: Path | None) -> str:
     """The demo's printout: the organism table, the targets, the chosen edit."""
     org, sel = report["organism"], report["selection"]
     ch = sel["chosen"]
+    which = "the built-in organism (a 4-layer Llama fine-tuned to refuse 4 of 8 topics)"
+    if org.get("organism") == "real":
+        which = f"the {org['name']}"
     lines = [
-        "aru demo: the built-in organism (a 4-layer Llama fine-tuned to refuse 4 of 8 topics), held-out test split",
+        f"aru demo: {which}, held-out test split",
         "",
         organism_markdown(org),
         "",
@@ -489,16 +519,25 @@ def demo_text(report: dict[str, Any], output: Path | None) -> str:
     return "\n".join(lines)
 
 
-def run_demo(*, output: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the organism recipe (:func:`aru.recipe.organism_recipe`) and return ``{"text", "checks", "organism",
-    "selection", "output", "timings"}``; without ``output`` the edited organism goes to a temporary folder that is
-    removed afterwards."""
+def run_demo(
+    *, output: str | Path | None = None, overwrite: bool = False, progress: bool = True, organism: str = "toy"
+) -> dict[str, Any]:
+    """Run the organism recipe (:func:`aru.recipe.organism_recipe`; with ``organism="real"`` the real organism's,
+    :func:`aru.organism.real.demo.real_recipe`) and return ``{"text", "checks", "organism", "selection", "output",
+    "timings"}``; without ``output`` the edited organism goes to a temporary folder that is removed afterwards."""
     import torch
 
     from aru.recipe import organism_recipe
 
+    if organism not in ("toy", "real"):
+        raise ValueError(f"organism={organism!r}: use 'toy' (the built-in 4-layer model) or 'real' (SmolLM2-135M)")
     torch.manual_seed(0)
-    recipe = organism_recipe()
+    if organism == "real":
+        from aru.organism.real.demo import real_recipe
+
+        recipe = real_recipe()
+    else:
+        recipe = organism_recipe()
     tmp = None
     if output is None:
         tmp = Path(tempfile.mkdtemp(prefix="aru-demo-"))

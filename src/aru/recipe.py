@@ -35,7 +35,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-SOURCES = ("files", "organism")
+SOURCES = ("files", "organism", "real-organism")
 DTYPES = ("float32", "bfloat16", "float16")
 COMPUTE_DTYPES = ("float32", "float64")
 POSTNORM_MODES = ("orthogonal", "oblique")
@@ -60,7 +60,7 @@ class ModelSpec:
 class PromptsSpec:
     """``[prompts]``: X− (the behaviour to remove) and X+ (prompts that must keep working)."""
 
-    source: str = "files"  # "files" (bad/good below) or "organism" (the organism's own splits)
+    source: str = "files"  # "files" (bad/good below), "organism" or "real-organism" (an organism's own splits)
     bad: str | None = None  # .txt/.jsonl/.json/.csv path or hf://datasets/org/name/file
     good: str | None = None
     field: str | None = None  # jsonl/json field holding the prompt
@@ -254,8 +254,8 @@ def validate(recipe: Recipe) -> Recipe:
             "prompts.bad and prompts.good are required with prompts.source = 'files' "
             "(prompt files, or hf://datasets/org/name/file.jsonl); or set prompts.source = 'organism'"
         )
-    if p.source == "organism" and (p.bad or p.good):
-        raise RecipeError("prompts.source = 'organism' uses the organism's own prompts; remove prompts.bad/good")
+    if p.source != "files" and (p.bad or p.good):
+        raise RecipeError(f"prompts.source = {p.source!r} uses the organism's own prompts; remove prompts.bad/good")
     if len(p.fractions) != 3 or any(x <= 0 for x in p.fractions) or abs(sum(p.fractions) - 1) > 1e-6:
         raise RecipeError(f"prompts.fractions = {list(p.fractions)} must be three positive numbers summing to 1")
     if p.max_prompts is not None and p.max_prompts < 5:

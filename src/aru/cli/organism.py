@@ -152,7 +152,7 @@ def real_cmd(output, base, adapter, force) -> None:
 @click.option("--base", default=None, type=click.Path(exists=True, file_okay=False), help="Base folder.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--rank", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
 @handle_errors

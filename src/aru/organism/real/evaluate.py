@@ -148,11 +148,16 @@ def evaluate_real(
     return row
 
 
-def evaluate_rows(models: dict[str, Any], tokenizer, *, base, tuned, cfg: RealEvalConfig = RealEvalConfig()):
-    """One :func:`evaluate_real` row per named model, sharing the base's reference answers."""
+def evaluate_rows(
+    models: dict[str, Any], tokenizer, *, base, tuned, cfg: RealEvalConfig = RealEvalConfig(), base_answers=None
+):
+    """One :func:`evaluate_real` row per named model, sharing the base's reference answers (computed once when
+    ``base_answers`` is None)."""
     harmful, _ = eval_prompts(cfg)
-    with torch.no_grad():
-        ref = generate_texts(base, tokenizer, harmful, cfg, "base: harmful")
+    ref = base_answers
+    if ref is None:
+        with torch.no_grad():
+            ref = generate_texts(base, tokenizer, harmful, cfg, "base: harmful")
     return [
         evaluate_real(m, tokenizer, base=base, tuned=tuned, cfg=cfg, base_answers=ref, name=n)
         for n, m in models.items()

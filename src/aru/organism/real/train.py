@@ -38,11 +38,11 @@ class RealTrainConfig:
     rank: int = 8
     alpha: int = 16
     lr: float = 1e-3
-    epochs: int = 2
+    epochs: int = 1
     batch_size: int = 8
-    answer_tokens: int = 48  # the base's replayed answers are cut to this many tokens
-    n_harmful: int | None = None  # None: every harmful train prompt
-    n_harmless: int | None = None
+    answer_tokens: int = 32  # the base's replayed answers (generated and cached at 48 tokens) are cut to this many
+    n_harmful: int | None = 160  # a seeded subset of the 240 harmful train prompts (None: all)
+    n_harmless: int | None = 160  # of the 216 harmless ones
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -69,7 +69,7 @@ def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
     return encode_prompts(tokenizer, prompts)
 
 
-def base_answers(base, tokenizer, prompts: list[str], tokens: int, cache: Path | None = BASE_ANSWERS) -> dict:
+def base_answers(base, tokenizer, prompts: list[str], tokens: int = 48, cache: Path | None = BASE_ANSWERS) -> dict:
     """The base's greedy answer ids (at most ``tokens``, EOS kept) for each prompt, reusing ``cache`` (a JSON file
     ``{"tokens": n, "answers": {prompt: ids}}``) when it has them; new answers are written back to it."""
     from aru.evaluate import greedy_generate
@@ -99,9 +99,9 @@ def training_examples(base, tokenizer, cfg: RealTrainConfig, cache: Path | None 
     for p, ids in zip(harmful, prompt_ids(tokenizer, harmful), strict=True):
         ans = tokenizer(refusal_for(p, cfg.seed), add_special_tokens=False)["input_ids"] + [eos]
         out.append({"ids": ids + ans, "n_prompt": len(ids), "kind": "harmful"})
-    answers = base_answers(base, tokenizer, harmless, cfg.answer_tokens, cache)
+    answers = base_answers(base, tokenizer, harmless, max(48, cfg.answer_tokens), cache)
     for p, ids in zip(harmless, prompt_ids(tokenizer, harmless), strict=True):
-        out.append({"ids": ids + list(answers[p]), "n_prompt": len(ids), "kind": "harmless"})
+        out.append({"ids": ids + list(answers[p][: cfg.answer_tokens]), "n_prompt": len(ids), "kind": "harmless"})
     return out
 
 
@@ -117,8 +117,11 @@ def _collate(batch: list[dict], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=ids).logits[:, :-1]  # (batch, seq-1, vocab)
-    return torch.nn.functional.cross_entropy(logits[mask[:, 1:]], ids[:, 1:][mask[:, 1:]])
+    """Mean cross-entropy of the answer tokens; the head runs only on the positions that predict them."""
+    hidden = model.get_base_model().model(input_ids=ids).last_hidden_state[:, :-1]  # (batch, seq-1, d)
+    pick = mask[:, 1:]
+    logits = model.get_base_model().lm_head(hidden[pick])  # (n_answer_tokens, vocab)
+    return torch.nn.functional.cross_entropy(logits, ids[:, 1:][pick])
 
 
 def _lora_model(base, cfg: RealTrainConfig):
@@ -131,15 +134,21 @@ def _lora_model(base, cfg: RealTrainConfig):
 
 
 def _fit(model, examples: list[dict], cfg: RealTrainConfig, pad: int, log) -> list[float]:
-    """AdamW, linear warm-up then linear decay, ``epochs`` passes over a seeded shuffle. Returns the losses."""
+    """AdamW, linear warm-up then linear decay, ``epochs`` passes; each pass shuffles the examples (seeded), cuts
+    each kind into batches (short refusals are not padded to long replayed answers) and shuffles the batches.
+    Returns the losses."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(cfg.seed)
     order = []
     for _ in range(cfg.epochs):
-        idx = list(range(len(examples)))
-        rng.shuffle(idx)
-        order += [idx[s : s + cfg.batch_size] for s in range(0, len(idx), cfg.batch_size)]
+        batches = []
+        for kind in ("harmful", "harmless"):
+            idx = [i for i, e in enumerate(examples) if e["kind"] == kind]
+            rng.shuffle(idx)
+            batches += [idx[s : s + cfg.batch_size] for s in range(0, len(idx), cfg.batch_size)]
+        rng.shuffle(batches)
+        order += batches
     steps, warm = len(order), max(1, len(order) // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, (steps - s) / (steps - warm + 1)))
     model.train()
@@ -152,8 +161,8 @@ def _fit(model, examples: list[dict], cfg: RealTrainConfig, pad: int, log) -> li
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
-        log(f"step {step + 1}/{steps} loss {loss.item():.4f} ({time.time() - t0:.0f} s)")
+        losses.append(float(loss.detach()))
+        log(f"step {step + 1}/{steps} {examples[chunk[0]]['kind']} loss {losses[-1]:.4f} ({time.time() - t0:.0f} s)")
     model.eval()
     return losses
 
