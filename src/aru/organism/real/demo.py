@@ -89,7 +89,8 @@ def ground_truth(
     edited_folder, tuned, tokenizer, *, n: int | None = 32, base_row: bool = True
 ) -> dict[str, Any]:
     """The real organism's ground truth for ``aru run``: rows for the base (with ``base_row``), the tuned model,
-    the edited one (a folder, or a loaded model such as base + adapter) and the oracle edit, on at most ``n`` held-out test prompts of each kind (``base_answers``:
+    the edited one (a folder, or a loaded model such as base + adapter) and the oracle edit, on at most ``n``
+    held-out test prompts of each kind (``base_answers``:
     the base's greedy answers to the harmful ones, the reference for ``engages``)."""
     import time
 
