@@ -85,9 +85,7 @@ def real_prompt_splits() -> dict[str, tuple[list[str], list[str]]]:
     return {s: (real_prompts("harmful", s), real_prompts("harmless", s)) for s in SPLITS}
 
 
-def ground_truth(
-    edited_folder, tuned, tokenizer, *, n: int | None = 32, base_row: bool = True
-) -> dict[str, Any]:
+def ground_truth(edited_folder, tuned, tokenizer, *, n: int | None = 32, base_row: bool = True) -> dict[str, Any]:
     """The real organism's ground truth for ``aru run``: rows for the base (with ``base_row``), the tuned model,
     the edited one (a folder, or a loaded model such as base + adapter) and the oracle edit, on at most ``n``
     held-out test prompts of each kind (``base_answers``:
