@@ -22,7 +22,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -596,12 +596,6 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
     return str(v)
-
-
-def config_dict(cfg: EvalConfig) -> dict[str, Any]:
-    d = asdict(cfg)
-    d["markers"] = list(cfg.markers)
-    return d
 
 
 ORGANISM_PREFIX = "organism:"

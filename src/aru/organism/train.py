@@ -17,7 +17,7 @@ import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -273,7 +273,3 @@ def train_organism(out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, ove
     finally:
         torch.set_num_threads(threads)
         claim.close()
-
-
-def small_config(seed: int = 0) -> TrainConfig:
-    return replace(SMALL, seed=seed)
