@@ -25,6 +25,7 @@ from aru.errors import (  # noqa: E402
 
 # heavier parts of the API, imported on first use (``import aru`` stays cheap for the CLI)
 _LAZY = {
+    "AdapterResult": "aru.lora",
     "EditPlan": "aru.model_edit",
     "EditResult": "aru.checkpoint",
     "FitResult": "aru.estimators",
@@ -33,6 +34,7 @@ _LAZY = {
     "build_model_card": "aru.hub",
     "capture": "aru.capture",
     "edit_checkpoint": "aru.checkpoint",
+    "export_adapter": "aru.lora",
     "fit_directions": "aru.estimators",
     "fold_into_model": "aru.model_edit",
     "get_estimator": "aru.estimators",
@@ -56,6 +58,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AdapterResult",
     "AruError",
     "AruWarning",
     "CheckpointError",
@@ -72,6 +75,7 @@ __all__ = [
     "build_model_card",
     "capture",
     "edit_checkpoint",
+    "export_adapter",
     "fit_directions",
     "fold_into_model",
     "get_estimator",
