@@ -24,6 +24,7 @@ from aru.errors import (  # noqa: E402
 
 # heavier parts of the API, imported on first use (``import aru`` stays cheap for the CLI)
 _LAZY = {
+    "AdapterResult": "aru.lora",
     "Directions": "aru.directions",
     "EditPlan": "aru.model_edit",
     "EditResult": "aru.checkpoint",
@@ -33,6 +34,7 @@ _LAZY = {
     "build_model_card": "aru.hub",
     "capture_activations": ("aru.capture", "capture"),
     "edit_checkpoint": "aru.checkpoint",
+    "export_adapter": "aru.lora",
     "fit_directions": "aru.estimators",
     "fold_into_model": "aru.model_edit",
     "get_estimator": "aru.estimators",
@@ -59,6 +61,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AdapterResult",
     "AruError",
     "AruWarning",
     "CheckpointError",
@@ -75,6 +78,7 @@ __all__ = [
     "build_model_card",
     "capture_activations",
     "edit_checkpoint",
+    "export_adapter",
     "fit_directions",
     "fold_into_model",
     "get_estimator",

@@ -617,7 +617,7 @@ def resolve_model(spec: str | Path, *, revision: str | None = None) -> Path:
 
         return shipped(s[len(ORGANISM_PREFIX) :])
     path = Path(s).expanduser()
-    if path.is_dir() and not (path / "config.json").is_file():
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{s!r} is a folder without config.json; pass a transformers model folder")
     from aru.checkpoint import resolve_model as resolve_checkpoint
 
@@ -637,5 +637,13 @@ def load_model(spec: str | Path, *, revision: str | None = None, dtype: str = "f
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; choose one of {sorted(DTYPES)}")
     folder = resolve_model(spec, revision=revision)
+    from aru.lora import is_adapter
+
+    if is_adapter(folder):  # an aru adapter: its base with the adapter merged (aru.lora_peft)
+        from aru.lora_peft import adapter_base, attach_adapter
+
+        base = resolve_model(adapter_base(folder))
+        model, tokenizer = load_folder(str(base), dtype=DTYPES[dtype], device=device)
+        return attach_adapter(model, folder, merge=True).eval(), tokenizer, base
     model, tokenizer = load_folder(str(folder), dtype=DTYPES[dtype], device=device)
     return model, tokenizer, folder

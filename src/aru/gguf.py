@@ -145,7 +145,10 @@ def convert(
         raise ValueError(f"outtype {outtype!r} is not supported; use one of {', '.join(OUTTYPES)}")
     edited = Path(edited)
     if not (edited / "config.json").is_file():
-        raise CheckpointError(f"{edited} is not a Hugging Face checkpoint folder (no config.json)")
+        hint = ""
+        if (edited / "adapter_config.json").is_file():
+            hint = "; it is a PEFT adapter: convert a checkpoint instead (aru edit without --format peft)"
+        raise CheckpointError(f"{edited} is not a Hugging Face checkpoint folder (no config.json){hint}")
     out_file = Path(out_file)
     if out_file.suffix != ".gguf":
         raise ValueError(f"output file {out_file} should end in .gguf, e.g. {out_file.with_suffix('.gguf')}")

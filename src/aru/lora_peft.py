@@ -79,6 +79,17 @@ def attach_adapter(model, adapter: str | Path, *, merge: bool = False):
     return wrapped
 
 
+def adapter_base(adapter: str | Path) -> str:
+    """The base model an aru adapter was exported from: the path or Hub id recorded in its ``aru.json``."""
+    from aru.provenance import read_provenance
+
+    inp = read_provenance(adapter).get("input") or {}
+    base = inp.get("path") or inp.get("repo_id")
+    if not base:
+        raise CheckpointError(f"{str(adapter)!r}: aru.json names no base model; pass the base explicitly")
+    return str(base)
+
+
 def load_with_adapter(base: str | Path, adapter: str | Path, *, merge: bool = False):
     """The base checkpoint folder in float32 with the adapter attached (a PeftModel) or merged (a plain model)."""
     from aru.checkpoint import load_config

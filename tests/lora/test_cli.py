@@ -122,3 +122,58 @@ def test_plain_peft_from_pretrained_loads_it(model_type, tmp_path):
     assert not [w for w in caught if "missing" in str(w.message).lower() or "unexpected" in str(w.message).lower()]
     with torch.no_grad():
         assert torch.equal(model(ids).logits, adapter_logits(src, tmp_path / "ad", ids, merge=False))
+
+
+def test_load_model_of_an_adapter_is_base_plus_adapter(adapter, tmp_path):
+    """aru eval's loader (aru.evaluate.load_model) takes an adapter folder: its recorded base, adapter merged."""
+    import torch
+    from lora_util import ids_for
+
+    from aru.checkpoint import edit_checkpoint
+    from aru.evaluate import load_model
+
+    src, dpath, out = adapter
+    edit_checkpoint(src, dpath, tmp_path / "ckpt", progress=False)
+    model, tok, folder = load_model(str(out))
+    assert folder == src.resolve()
+    folded, _, _ = load_model(str(tmp_path / "ckpt"))
+    ids = ids_for(model.config.vocab_size)
+    with torch.no_grad():
+        a, b = model(ids).logits, folded(ids).logits
+    assert float((a - b).abs().max() / b.abs().max()) <= 1e-5
+
+
+@pytest.mark.slow
+def test_eval_of_an_adapter_equals_eval_of_the_checkpoint(tmp_path):
+    """aru eval ADAPTER evaluates base + adapter: on the toy organism with its oracle direction, the same rows as
+    the folded checkpoint (refusal removed through the adapter)."""
+    from aru.checkpoint import edit_checkpoint
+    from aru.directions import save_directions
+    from aru.lora import export_adapter
+    from aru.organism import oracle_directions, shipped, write_prompt_files
+
+    tuned = shipped("tuned")
+    dpath = save_directions(oracle_directions(), tmp_path / "oracle.safetensors")
+    export_adapter(tuned, dpath, tmp_path / "ad")
+    edit_checkpoint(tuned, dpath, tmp_path / "ckpt", progress=False)
+    files = write_prompt_files(tmp_path / "prompts")
+    rows = {}
+    for name in ("ad", "ckpt"):
+        args = ["eval", str(tmp_path / name), "--base", "organism:tuned", "--bad", str(files["bad_test"])]
+        args += ["--good", str(files["good_test"]), "--limit", "24", "--max-new-tokens", "6", "--json"]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout[res.stdout.index("[") :] if res.stdout.lstrip().startswith("[") else res.stdout)
+        rows[name] = out if isinstance(out, list) else out["rows"]
+    model_rows = {n: next(r for r in rs if r["model"] == "model") for n, rs in rows.items()}
+    base_row = next(r for r in rows["ad"] if r["model"] == "base")
+    assert base_row["behaviour_rate"] >= 0.9 and model_rows["ad"]["behaviour_rate"] <= 0.05
+    for key, value in model_rows["ckpt"].items():
+        if isinstance(value, float):
+            assert abs(model_rows["ad"][key] - value) <= 1e-4, key
+
+
+def test_gguf_of_an_adapter_says_what_to_do(adapter, tmp_path):
+    _, _, out = adapter
+    res = CliRunner().invoke(main, ["gguf", str(out), "-o", str(tmp_path / "x.gguf")])
+    assert res.exit_code == 1 and "PEFT adapter" in res.output and "without --format peft" in res.output
