@@ -260,6 +260,11 @@ def check_model(
         per_layer=bool(settings.get("per_layer", False)),
         k=settings.get("k") if isinstance(settings.get("k"), int) else None,
     )
+    from aru.lora import is_adapter
+
+    if is_adapter(folder):
+        _check_adapter(folder, base_folder, dpath, settings, check)
+        return _raise_problems(folder, base_name, check)
     base_names, base_shards = _tensor_map(base_folder)
     for s in base_shards:
         if s in recorded_in and file_sha256(base_folder / s) != recorded_in[s]:
@@ -287,6 +292,10 @@ def check_model(
     if dpath != folder / DIRECTIONS_FILE and (folder / DIRECTIONS_FILE).is_file():
         if file_sha256(folder / DIRECTIONS_FILE) != file_sha256(dpath):
             check.problems.append(f"{DIRECTIONS_FILE} is not the directions file the edit used")
+    return _raise_problems(folder, base_name, check)
+
+
+def _raise_problems(folder: Path, base_name: str, check: ModelCheck) -> ModelCheck:
     if check.problems:
         shown = "; ".join(check.problems[:6]) + (
             f"; and {len(check.problems) - 6} more" if len(check.problems) > 6 else ""
@@ -296,6 +305,43 @@ def check_model(
             "because they were rewritten; aru push publishes only outputs it can re-derive. Re-create it with aru edit"
         )
     return check
+
+
+def _check_adapter(folder: Path, base_folder: Path, dpath: Path, settings: dict, check: ModelCheck) -> None:
+    """An adapter is re-derived by exporting it again from the base with the recorded settings (the export is
+    deterministic) and comparing every factor tensor and the adapter config."""
+    import json
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from aru.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, export_adapter
+
+    with tempfile.TemporaryDirectory(prefix=".aru-pushcheck-") as tmp:
+        again = Path(tmp) / "adapter"
+        export_adapter(
+            base_folder, dpath, again, layers=settings.get("layers"), source_layer=settings.get("source_layer"),
+            per_layer=bool(settings.get("per_layer", False)),
+            k=settings.get("k") if isinstance(settings.get("k"), int) else None,
+            strength=float(settings.get("strength", 1.0)), postnorm=settings.get("postnorm") or "orthogonal",
+            dtype=settings.get("dtype") or "float32", adapter_dtype=settings.get("adapter_dtype") or "float32",
+            adapter_bias=settings.get("adapter_bias") or "auto",
+        )  # fmt: skip
+        mine, theirs = load_file(folder / ADAPTER_WEIGHTS), load_file(again / ADAPTER_WEIGHTS)
+        if set(mine) != set(theirs):
+            extra, missing = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+            check.problems.append(f"adapter tensor names differ (extra {extra[:5]}, missing {missing[:5]})")
+        for name in sorted(set(mine) & set(theirs)):
+            a, b = mine[name], theirs[name]
+            if a.shape != b.shape or a.dtype != b.dtype or not torch.equal(a, b):
+                check.problems.append(f"{name} is not the recorded edit's factor")
+        check.tensors = len(mine)
+        cfg_mine = json.loads((folder / ADAPTER_CONFIG).read_text())
+        cfg_again = json.loads((again / ADAPTER_CONFIG).read_text())
+        for key in sorted(set(cfg_mine) | set(cfg_again)):
+            if key != "base_model_name_or_path" and cfg_mine.get(key) != cfg_again.get(key):
+                check.problems.append(f"{ADAPTER_CONFIG}: {key} differs from the recorded edit's")
+    check.shards = 1
 
 
 def _compare_shard(path: Path, opened, base_names, edits, embed_name, lm_head, strength, compute, check) -> None:

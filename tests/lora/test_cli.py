@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +13,14 @@ from aru.cli import main
 from aru.errors import ProvenanceError
 from aru.hub import build_model_card, push
 from aru.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from aru.provenance import PROVENANCE_FILE, check_provenance, file_sha256, read_provenance, rewrite_provenance
+from aru.provenance import (
+    DIRECTIONS_FILE,
+    PROVENANCE_FILE,
+    check_provenance,
+    file_sha256,
+    read_provenance,
+    rewrite_provenance,
+)
 from aru.verify import verify_edit
 
 
@@ -27,7 +35,8 @@ def adapter(tmp_path):
 
 def test_folder_has_peft_files_and_provenance(adapter):
     src, dpath, out = adapter
-    assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROVENANCE_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROVENANCE_FILE, "aru"])
+    assert (out / DIRECTIONS_FILE).read_bytes() == dpath.read_bytes()  # the directions travel with the adapter
     rec = check_provenance(out)  # every file hashed
     assert rec["settings"]["format"] == "peft" and rec["settings"]["rank"] == 2
     assert rec["input"]["files"]["model.safetensors"] == file_sha256(src / "model.safetensors")
@@ -51,9 +60,7 @@ def test_verify_fails_on_a_broken_adapter(adapter, tmp_path):
 
     src, _, out = adapter
     broken = tmp_path / "broken"
-    broken.mkdir()
-    for p in out.iterdir():
-        (broken / p.name).write_bytes(p.read_bytes())
+    shutil.copytree(out, broken)
     t = load_file(out / ADAPTER_WEIGHTS)
     key = next(k for k in t if k.endswith("o_proj.lora_B.weight"))
     t[key] = -t[key]
@@ -70,15 +77,21 @@ def test_verify_refuses_another_base(adapter, tmp_path):
 
 
 def test_push_card_is_a_peft_adapter_card(adapter):
-    _, _, out = adapter
+    src, _, out = adapter
     rec = read_provenance(out)
     rec["input"]["repo_id"] = "org/base-model"  # as if exported from the Hub
     rewrite_provenance(out, rec)
     card = str(build_model_card(out, repo_id="me/adapter"))
     assert "library_name: peft" in card and "base_model: org/base-model" in card
     assert "base_model_relation: adapter" in card and "vllm serve org/base-model --enable-lora" in card
-    result = push(out, "me/adapter", dry_run=True)
-    assert {p for p, _ in result.files} == {ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROVENANCE_FILE, "README.md"}
+    result = push(out, "me/adapter", dry_run=True, base=src)  # the adapter is re-derived from the local base
+    assert {p for p, _ in result.files} == {
+        ADAPTER_CONFIG,
+        ADAPTER_WEIGHTS,
+        PROVENANCE_FILE,
+        DIRECTIONS_FILE,
+        "README.md",
+    }
 
 
 def test_cli_refusal_is_one_clear_line(tmp_path):
@@ -177,3 +190,23 @@ def test_gguf_of_an_adapter_says_what_to_do(adapter, tmp_path):
     _, _, out = adapter
     res = CliRunner().invoke(main, ["gguf", str(out), "-o", str(tmp_path / "x.gguf")])
     assert res.exit_code == 1 and "PEFT adapter" in res.output and "without --format peft" in res.output
+
+
+def test_push_refuses_a_tampered_adapter_with_rewritten_hashes(adapter):
+    """Swap one factor for another value and rewrite aru.json's hashes: the push check re-exports and sees it."""
+    from safetensors.torch import load_file, save_file
+
+    from aru.errors import ProvenanceError as Forged
+    from aru.provenance import hash_folder
+
+    src, _, out = adapter
+    t = load_file(out / ADAPTER_WEIGHTS)
+    key = next(k for k in t if k.endswith("lora_B.weight"))
+    t[key] = t[key] * 0
+    save_file(t, out / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+    rec = read_provenance(out)
+    rec["files"] = {k: v for k, v in hash_folder(out).items() if k != PROVENANCE_FILE}
+    rewrite_provenance(out, rec)
+    check_provenance(out)  # the hashes agree: integrity is not authenticity
+    with pytest.raises(Forged, match="not the recorded edit"):
+        push(out, "me/adapter", dry_run=True, base=src)
