@@ -90,7 +90,7 @@ def test_edit_force_refuses_directions_inside_the_output(ckpt, tmp_path):
     """Issue 15 #2: ``-d OUT/aru/directions.safetensors -o OUT --force`` deleted the directions in use."""
     model, dirs = ckpt
     out = _edited(ckpt, tmp_path / "out")
-    (out / "aru").mkdir()
+    (out / "aru").mkdir(exist_ok=True)  # every edit keeps its directions there
     shutil.copy(dirs, out / "aru" / "directions.safetensors")
     record_files(out, ["aru/directions.safetensors"])
     check_provenance(out)
