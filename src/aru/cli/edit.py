@@ -62,8 +62,9 @@ def edit(
       aru edit Qwen/Qwen2.5-0.5B-Instruct -d dirs.safetensors -o out/ --layers 4-20 --strength 0.8
     """
     from aru.checkpoint import edit_checkpoint
+    from aru.inputcheck import parse_source_layer
 
-    src = int(source_layer) if source_layer not in (None, "all") else source_layer
+    src = parse_source_layer(source_layer)
     result = edit_checkpoint(
         model,
         directions,
