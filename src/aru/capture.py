@@ -472,10 +472,11 @@ def load_model(
     accelerate; otherwise the model is moved to ``device`` (default CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from aru.inputcheck import check_device, check_tokenizer_path
+    from aru.inputcheck import check_device, check_model_folder, check_tokenizer_path
 
     check_device(device)
     check_tokenizer_path(tokenizer)
+    check_model_folder(name_or_path)
     if isinstance(dtype, str) and dtype != "auto":
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype={dtype!r}; use auto, float32, bfloat16 or float16")

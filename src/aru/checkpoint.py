@@ -158,10 +158,7 @@ def load_config(folder: Path) -> tuple[dict, str, int, int]:
             f"{str(folder)!r} is quantized ({raw['quantization_config'].get('quant_method', '?')}); "
             "aru edits float checkpoints: dequantize it first"
         )
-    for key in (*HIDDEN_KEYS, *LAYER_KEYS):
-        value = raw.get(key)
-        if key in raw and value is not None and (type(value) is not int or value <= 0):
-            raise CheckpointError(f"{str(path)!r} has {key} = {value!r}: it must be a positive whole number")
+    inputcheck.check_config_numbers(raw, path)
     hidden = next((raw[k] for k in HIDDEN_KEYS if isinstance(raw.get(k), int)), None)
     layers = next((raw[k] for k in LAYER_KEYS if isinstance(raw.get(k), int)), None)
     if hidden is None or layers is None:

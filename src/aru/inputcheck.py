@@ -170,3 +170,30 @@ def check_recipe_files(recipe) -> None:
                 f"{key} = {value!r}: {str(path)!r} does not exist (paths are relative to the recipe's folder); "
                 "fix the path or create the file"
             )
+
+
+#: config.json sizes that must be positive whole numbers (transformers' own error names neither file nor fix)
+SIZE_KEYS = ("hidden_size", "n_embd", "d_model", "num_hidden_layers", "n_layer", "num_layers", "intermediate_size",
+             "num_attention_heads", "num_key_value_heads", "vocab_size")  # fmt: skip
+
+
+def check_config_numbers(raw: dict, path: str | Path) -> None:
+    """Refuse a config.json whose sizes are not positive whole numbers, naming the key, the value and the file."""
+    for key in SIZE_KEYS:
+        value = raw.get(key)
+        if key in raw and value is not None and (type(value) is not int or value <= 0):
+            raise CheckpointError(f"{str(path)!r} has {key} = {value!r}: it must be a positive whole number")
+
+
+def check_model_folder(name_or_path: str | Path) -> None:
+    """The checks of :func:`check_config_numbers` for a local model folder (Hub ids are left to the download)."""
+    import json
+
+    path = Path(str(name_or_path)).expanduser() / "config.json"
+    if path.is_file():
+        try:
+            raw = json.loads(read_text(path, what="config"))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{str(path)!r} is not valid JSON ({exc}); restore the checkpoint's config") from exc
+        if isinstance(raw, dict):
+            check_config_numbers(raw, path)

@@ -264,6 +264,17 @@ def test_hidden_size_not_a_number(ckpt, tmp_path, value, shown):
     assert "invalid literal" not in r.output
 
 
+def test_fit_hidden_size_not_a_number(organism_dir, prompt_files, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(organism_dir, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["hidden_size"] = "abc"
+    (model / "config.json").write_text(json.dumps(cfg))
+    r = _fit(model, prompt_files / "bad.txt", prompt_files / "good.txt", tmp_path / "d.safetensors")
+    refused(r, str(model / "config.json"), "hidden_size = 'abc'", "positive whole number")
+    assert "this is a bug" not in r.output and not (tmp_path / "d.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     "name, writer",
     [("model.layers.1.self_attn.o_proj.weight", True), ("model.layers.1.input_layernorm.weight", False),
