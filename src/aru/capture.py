@@ -171,10 +171,12 @@ def parse_layers(spec: str | None) -> list[int] | None:
                 lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
                 a, b = int(lo), int(hi)
                 if b < a:
-                    raise ValueError
+                    raise IndexError(f"layers={spec!r}: the range {part!r} is reversed; write it as '{b}-{a}'")
                 out.extend(range(a, b + 1))
             else:
                 out.append(int(part))
+        except IndexError as exc:
+            raise ValueError(str(exc)) from None
         except ValueError:
             raise ValueError(
                 f"layers={spec!r}: use comma-separated layers and ranges, e.g. '4', '2,5' or '2-6', or 'all'"
@@ -470,6 +472,11 @@ def load_model(
     accelerate; otherwise the model is moved to ``device`` (default CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from aru.inputcheck import check_device, check_model_folder, check_tokenizer_path
+
+    check_device(device)
+    check_tokenizer_path(tokenizer)
+    check_model_folder(name_or_path)
     if isinstance(dtype, str) and dtype != "auto":
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype={dtype!r}; use auto, float32, bfloat16 or float16")

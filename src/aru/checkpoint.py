@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
+from aru import inputcheck
 from aru.arch import LAYOUT_AXIS, ArchSpec, get_spec
 from aru.directions import Directions, load_directions
-from aru.errors import AruWarning, CheckpointError, DirectionsError
+from aru.errors import AruWarning, CheckpointError
 from aru.fold import fold_tensor, oblique_basis
 from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
 from aru.outputs import VCS_DIRS, Output, check_inputs, check_target, run_leftovers
@@ -95,6 +96,11 @@ def resolve_model(model: str | Path, *, revision: str | None = None) -> tuple[Pa
     if path.exists():
         if not path.is_dir():
             raise CheckpointError(f"model {str(model)!r} is a file; pass the checkpoint's folder")
+        if revision is not None:
+            raise CheckpointError(
+                f"revision {revision!r} applies to Hub ids, but {str(model)!r} is a local folder (it would be recorded "
+                "as the base revision without being checked); drop --revision, or pass the Hub id"
+            )
         return path.resolve(), None, revision
     if not REPO_ID.match(str(model)):
         raise CheckpointError(f"model {str(model)!r} is neither an existing folder nor a Hub id like 'org/name'")
@@ -158,6 +164,7 @@ def load_config(folder: Path) -> tuple[dict, str, int, int]:
             f"{str(folder)!r} is quantized ({raw['quantization_config'].get('quant_method', '?')}); "
             "aru edits float checkpoints: dequantize it first"
         )
+    inputcheck.check_config_numbers(raw, path)
     hidden = next((raw[k] for k in HIDDEN_KEYS if isinstance(raw.get(k), int)), None)
     layers = next((raw[k] for k in LAYER_KEYS if isinstance(raw.get(k), int)), None)
     if hidden is None or layers is None:
@@ -393,11 +400,11 @@ def edit_checkpoint(
         directions = load_directions(directions_path)
     raw_config, model_type, hidden, num_layers = load_config(folder)
     spec = get_spec(model_type)
+    shards, index = list_shards(folder)
+    headers = {s: read_header(folder / s) for s in shards}
     if directions.hidden_size != hidden:
-        raise DirectionsError(
-            f"the directions have dimension {directions.hidden_size} but {str(model)!r} has hidden size {hidden}; "
-            "fit them on this model with: aru fit"
-        )
+        inputcheck.blame_hidden_size(directions, model=str(model), hidden=hidden, headers=headers, spec=spec)
+    inputcheck.check_directions_for_model(directions, model=str(model), model_type=model_type, num_layers=num_layers)
     plan = make_plan(
         directions,
         num_layers,
@@ -407,9 +414,8 @@ def edit_checkpoint(
         per_layer=per_layer,
         k=k,
     )
-    shards, index = list_shards(folder)
-    headers = {s: read_header(folder / s) for s in shards}
     edits, embed_name = _plan_tensors(spec, headers, plan, folder, postnorm)
+    inputcheck.check_finite(folder, headers, skip=set(edits))
     all_names = {n for h in headers.values() for n in h.tensors}
     if embed_name is not None:
         d_embed = next(h.tensors[embed_name].shape[-1] for h in headers.values() if embed_name in h.tensors)

@@ -561,11 +561,14 @@ def fit_to_file(
             name: load_prompts(path, field=field, column=column) if path else None
             for name, path in (("bad", bad), ("good", good), ("val_bad", val_bad), ("val_good", val_good))
         }
+        from aru.inputcheck import warn_few_prompts
+
+        warn_few_prompts(len(sets["bad"]), len(sets["good"]), k=int(fit_options.get("k") or 1))
         mdl, tok = load_model(model, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map)
         res = fit_directions(
             mdl, tok, sets["bad"], sets["good"], val_bad=sets["val_bad"], val_good=sets["val_good"], **fit_options
         )
-        meta = dict(res.directions.metadata, base_model=str(model))
+        meta = dict(res.directions.metadata, base_model=str(model), model_type=str(mdl.config.model_type))
         directions = Directions(res.directions.bases, res.directions.hidden_size, meta, res.directions.extras)
         save_directions(directions, claim.staging)
         claim.commit()

@@ -633,9 +633,11 @@ def is_hub_id(spec: str | Path) -> bool:
 def load_model(spec: str | Path, *, revision: str | None = None, dtype: str = "float32", device: str = "cpu"):
     """(model in eval mode, tokenizer, folder) for a model spec (see :func:`resolve_model`)."""
     from aru.capture import load_model as load_folder
+    from aru.inputcheck import check_device
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; choose one of {sorted(DTYPES)}")
+    check_device(device, where="device (model.device in a recipe)")
     folder = resolve_model(spec, revision=revision)
     from aru.lora import is_adapter
 

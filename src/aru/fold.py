@@ -56,6 +56,12 @@ def fold_tensor(
             f"{name} has shape {tuple(w.shape)}, which does not fit layout {layout!r} with hidden size {d} "
             f"on axis {axis}: the checkpoint does not match its config or the architecture table"
         )
+    if w.numel() and not bool(torch.isfinite(w).all()):
+        n = int((~torch.isfinite(w)).sum())
+        raise CheckpointError(
+            f"{name} already holds {n} non-finite values (NaN/inf) before the fold: the input checkpoint is corrupt; "
+            "re-download or re-save it. Nothing was written"
+        )
     qc = q.to(compute_dtype)
     out = torch.empty_like(w)
     limit = torch.finfo(w.dtype).max

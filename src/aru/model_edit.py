@@ -73,9 +73,13 @@ def parse_layers(spec: str | Iterable[int] | None, num_layers: int) -> list[int]
             try:
                 if "-" in part:
                     lo, hi = part.split("-", 1)
+                    if int(hi) < int(lo):
+                        raise IndexError(f"layers {spec!r}: the range {part!r} is reversed; write it as '{hi}-{lo}'")
                     out.update(range(int(lo), int(hi) + 1))
                 else:
                     out.add(int(part))
+            except IndexError as exc:
+                raise ValueError(str(exc)) from None
             except ValueError:
                 raise ValueError(f"cannot parse layers {spec!r}: use e.g. '3', '2-5', '0,2,4-6' or 'all'") from None
         layers = sorted(out)

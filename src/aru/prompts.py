@@ -56,7 +56,9 @@ def load_prompts(
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(f"prompt file {str(source)!r} has suffix {suffix!r}; use one of {', '.join(SUFFIXES)}")
-    text = path.read_text(encoding="utf-8")
+    from aru.inputcheck import read_text
+
+    text = read_text(path, what="prompt file")
     if suffix == ".txt":
         prompts = [line.strip() for line in text.splitlines()]
     elif suffix == ".jsonl":

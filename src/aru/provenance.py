@@ -116,9 +116,11 @@ def read_provenance(folder: str | Path) -> dict[str, Any]:
             f"{str(folder)!r} has no {PROVENANCE_FILE}: it is not an aru output. Create one with: aru edit MODEL ..."
         )
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProvenanceError(f"{str(path)!r} is not valid JSON ({exc}); re-run aru edit") from exc
+    if not isinstance(data, dict):
+        raise ProvenanceError(f"{str(path)!r} holds a JSON {type(data).__name__}, not an aru record; re-run aru edit")
     if data.get("aru_provenance") != SCHEMA_VERSION or not isinstance(data.get("files"), dict):
         raise ProvenanceError(f"{str(path)!r} is not an aru provenance file (schema {data.get('aru_provenance')!r})")
     return data

@@ -256,7 +256,7 @@ def validate(recipe: Recipe) -> Recipe:
         )
     if p.source != "files" and (p.bad or p.good):
         raise RecipeError(f"prompts.source = {p.source!r} uses the organism's own prompts; remove prompts.bad/good")
-    if len(p.fractions) != 3 or any(x <= 0 for x in p.fractions) or abs(sum(p.fractions) - 1) > 1e-6:
+    if len(p.fractions) != 3 or not all(0 < x < 1 for x in p.fractions) or abs(sum(p.fractions) - 1) > 1e-6:
         raise RecipeError(f"prompts.fractions = {list(p.fractions)} must be three positive numbers summing to 1")
     if p.max_prompts is not None and p.max_prompts < 5:
         raise RecipeError(f"prompts.max_prompts = {p.max_prompts} must be at least 5 (or left out)")
@@ -356,7 +356,9 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {str(path)!r} does not exist; start from one in recipes/ (organism.toml)")
-    return parse_recipe(path.read_text(encoding="utf-8"), base_dir=path.parent, source=str(path))
+    from aru.inputcheck import read_text
+
+    return parse_recipe(read_text(path, what="recipe"), base_dir=path.parent, source=str(path))
 
 
 def shipped_recipes() -> dict[str, Path]:

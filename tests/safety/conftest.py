@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(str(Path(__file__).parent))  # appended: a folder with a conftest.py must not shadow others
 
 from safety_kit import directions_file, tiny_llama  # noqa: E402
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+SRC = Path(os.environ.get("ARU_SAFETY_SRC") or Path(__file__).resolve().parents[2] / "src")  # the aru under test
 HIDDEN, LAYERS = 32, 4
 
 
@@ -53,7 +53,7 @@ def aru_process(*args, env: dict | None = None) -> subprocess.Popen:
     """``aru ARGS`` as a separate process (for kills and concurrency)."""
     e = dict(os.environ, PYTHONPATH=str(SRC), **(env or {}))
     return subprocess.Popen(
-        [sys.executable, "-m", "aru.cli", *map(str, args)],
+        [sys.executable, "-c", "from aru.cli import main; main()", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

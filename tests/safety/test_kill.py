@@ -14,7 +14,6 @@ import time
 import pytest
 from safety_kit import aru_process, directions_file, tiny_llama, tree_sha
 
-from aru.outputs import Output
 from aru.provenance import check_provenance
 
 
@@ -128,6 +127,8 @@ def test_run_killed_while_running(tmp_path, sig):
     left = [n for n in _leftovers(tmp_path) if "lock" not in n]
     if sig == signal.SIGTERM:
         assert left == [], left
+    from aru.outputs import Output
+
     said = []
     with Output(out, "run", say=said.append):  # the next writer of this output
         pass

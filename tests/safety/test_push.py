@@ -12,9 +12,9 @@ import torch
 from safety_kit import aru, directions_file, fake_hub, listing, refused, rewrite_tensor, tiny_llama, tree_sha
 
 from aru.checkpoint import edit_checkpoint
+from aru.errors import ProvenanceError as ForgedOutputError  # aru.pushcheck.ForgedOutputError is one of these
 from aru.hub import push
 from aru.provenance import check_provenance, read_provenance, record_files, rewrite_provenance, update_provenance
-from aru.pushcheck import ForgedOutputError
 
 O_PROJ = "model.layers.1.self_attn.o_proj.weight"
 

@@ -6,6 +6,7 @@ Subcommands are imported lazily so ``aru --help`` does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -56,7 +57,7 @@ def handle_errors(func):
         from aru.outputs import Terminated, sigterm_unwinds
 
         try:
-            with sigterm_unwinds():
+            with sigterm_unwinds(), _aru_warnings_on_stderr():
                 return func(*args, **kwargs)
         except (AruError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
             raise click.ClickException(str(exc)) from exc
@@ -73,6 +74,27 @@ def handle_errors(func):
             raise bug_exception(exc) from exc
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _aru_warnings_on_stderr():
+    """aru's own warnings (degenerate directions, approximate folds) as one line each on stderr."""
+    import warnings
+
+    from aru.errors import AruWarning
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AruWarning):
+            click.echo(f"aru: warning: {message}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AruWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _version() -> str:

@@ -87,7 +87,9 @@ def edit(
       aru edit Qwen/Qwen2.5-0.5B-Instruct -d dirs.safetensors -o out/ --layers 4-20 --strength 0.8
       aru edit ./my-model -d dirs.safetensors --format peft -o ./my-adapter
     """
-    src = int(source_layer) if source_layer not in (None, "all") else source_layer
+    from aru.inputcheck import parse_source_layer
+
+    src = parse_source_layer(source_layer)
     kw = dict(
         layers=layers, source_layer=src, per_layer=per_layer, k=k, strength=strength, keep_tied=keep_tied,
         postnorm=postnorm, dtype=dtype, force=force, revision=revision,

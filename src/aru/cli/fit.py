@@ -45,7 +45,13 @@ from aru.cli import handle_errors
 )
 @click.option("--val-bad", default=None, help="Held-out X− for the AUROC (default: 20%% split off --bad).")
 @click.option("--val-good", default=None, help="Held-out X+ (default: 20%% split off --good).")
-@click.option("--holdout", default=0.2, show_default=True, type=float, help="Fraction held out when no --val-* given.")
+@click.option(
+    "--holdout",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="Fraction held out when no --val-* given (between 0 and 1).",
+)
 @click.option("--system", default=None, help="System prompt for the chat template.")
 @click.option("--raw", is_flag=True, help="Use the prompts as plain text (no chat template).")
 @click.option("--field", default=None, help="Prompt field of .json/.jsonl files.")

@@ -14,7 +14,13 @@ from aru.cli import handle_errors
 @click.option("-o", "--output", "out_file", required=True, type=click.Path(dir_okay=False), help="FILE.gguf to write.")
 @click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default="f32", show_default=True)
 @click.option("--check", is_flag=True, help="Compare llama.cpp with transformers; exit 1 beyond tolerance.")
-@click.option("--tol", type=float, default=1e-4, show_default=True, help="Max |Δlogit| relative to the logit scale.")
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0.0),
+    default=1e-4,
+    show_default=True,
+    help="Max |Δlogit| relative to the logit scale.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace FILE.gguf if it exists.")
 @click.option(
     "--install/--no-install", default=True, show_default=True, help="Fetch llama.cpp's converter if it is missing."

@@ -33,6 +33,9 @@ def run(recipe, output, overwrite, no_push, check_only, quiet, as_json) -> None:
 
     rec = load_recipe(recipe)
     if check_only:
+        from aru.inputcheck import check_recipe_files
+
+        check_recipe_files(rec)
         click.echo(json.dumps(rec.to_dict(), indent=2) if as_json else f"{recipe}: valid recipe")
         return
     from aru.pipeline import run_recipe

@@ -19,7 +19,12 @@ from aru.cli import handle_errors
     type=click.Path(exists=True, dir_okay=False),
     help="The directions file (default: the one recorded in aru.json).",
 )
-@click.option("--tol", type=float, default=None, help="Max |Δlogit| / max |logit| (default by dtype: f32 1e-4).")
+@click.option(
+    "--tol",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Max |Δlogit| / max |logit| (default by dtype: f32 1e-4).",
+)
 @click.option("--strict", is_flag=True, help="Also fail approximate (post-norm) edits beyond tolerance.")
 @click.option(
     "--gguf",
