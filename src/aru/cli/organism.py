@@ -154,9 +154,11 @@ def real_cmd(output, base, adapter, force) -> None:
 @click.option("--rank", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--epochs", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--n-harmful", default=160, show_default=True, type=click.IntRange(min=1), help="Harmful train prompts.")
+@click.option("--n-harmless", default=160, show_default=True, type=click.IntRange(min=1), help="Harmless (replay).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
 @handle_errors
-def real_train_cmd(output, base, seed, rank, epochs, lr, threads) -> None:
+def real_train_cmd(output, base, seed, rank, epochs, lr, n_harmful, n_harmless, threads) -> None:
     """Retrain the refusal LoRA adapter on the base (needs peft; ~30 min on 2 cores).
 
     Deterministic given --seed and --threads. Then: aru organism real --adapter OUTPUT -o tuned/
@@ -165,7 +167,8 @@ def real_train_cmd(output, base, seed, rank, epochs, lr, threads) -> None:
     """
     from aru.organism.real.train import RealTrainConfig, train_adapter
 
-    cfg = RealTrainConfig(seed=seed, rank=rank, alpha=2 * rank, epochs=epochs, lr=lr, threads=threads)
+    cfg = RealTrainConfig(seed=seed, rank=rank, alpha=2 * rank, epochs=epochs, lr=lr, threads=threads,
+                          n_harmful=n_harmful, n_harmless=n_harmless)  # fmt: skip
     s = train_adapter(output, cfg, base=base, log=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {output}: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}")
 

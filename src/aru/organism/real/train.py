@@ -253,11 +253,9 @@ def merge_adapter(model, adapter: str | Path) -> list[str]:
         a = tensors[key].float()  # (r, d_in)
         b = tensors[key.replace(".lora_A.", ".lora_B.")].float()  # (d_out, r)
         w = modules[name].weight
-        if (b.shape[0], a.shape[1]) != tuple(w.shape):
-            raise ValueError(
-                f"adapter tensor {key!r} is for a {b.shape[0]}x{a.shape[1]} weight but {name!r} is "
-                f"{tuple(w.shape)[0]}x{tuple(w.shape)[1]}; wrong base? (its module names no module of this shape)"
-            )
+        if tuple(w.shape) != (b.shape[0], a.shape[1]):
+            raise ValueError(f"adapter tensor {key!r} is for a {b.shape[0]}x{a.shape[1]} weight, {name!r} is "
+                             f"{tuple(w.shape)}; wrong base?")  # fmt: skip
         with torch.no_grad():
             w += scale * (b @ a)
         if not torch.isfinite(w).all():
