@@ -67,6 +67,10 @@ class DamageError(AruError, ValueError):
     """An edit's estimated damage is above the thresholds; nothing was written."""
 
 
+class DamageCheckUnavailable(AruError):
+    """The damage check cannot run (e.g. the checkpoint folder has no tokenizer)."""
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When an edit counts as damaging: first-token KL on X+ above ``max_kl`` (nats) or plain-text perplexity
@@ -318,13 +322,18 @@ def check_edit(
         stored = dirs.metadata.get("damage_prompts")
         prompts = json.loads(stored) if stored else None
     folder, _, _ = resolve_model(model, revision=revision)
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as exc:
+        raise DamageCheckUnavailable(f"{str(model)!r} has no loadable tokenizer ({str(exc).splitlines()[0]})") from exc
     mdl, tok = load_model(str(folder), dtype="float32")
     if prompts is None:
         if not usable_text(tok, " ".join(DEFAULT_PROMPTS)):
-            raise ValueError(
-                "the damage check needs X+ prompts: this directions file has none stored (it was not written by "
-                "aru fit with its damage check) and the model's tokenizer cannot encode aru's English defaults; "
-                "pass --good FILE, or --no-damage-check to skip the check"
+            raise DamageCheckUnavailable(
+                "no X+ prompts: this directions file has none stored (it was not written by aru fit with its damage "
+                "check) and the model's tokenizer cannot encode aru's English defaults; pass --good FILE to run it"
             )
         prompts = list(DEFAULT_PROMPTS)
     num_layers = len(decoder_layers(mdl)[1])

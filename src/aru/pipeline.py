@@ -166,12 +166,16 @@ def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) 
     return out
 
 
-def organism_table(edited_folder: Path, tuned, tokenizer) -> dict[str, Any]:
-    """Ground truth of the fine-tuned organism, the edited one and the oracle-edited one (the ceiling), test split,
-    plus the base model's ceilings; see :func:`aru.organism.evaluate_organism`."""
+def organism_table(edited, tuned, tokenizer) -> dict[str, Any]:
+    """Ground truth of the fine-tuned organism, the edited one (a folder, or a loaded model such as base + adapter)
+    and the oracle-edited one (the ceiling), test split, plus the base model's ceilings; see
+    :func:`aru.organism.evaluate_organism`."""
     from aru.organism import evaluate_organism, quick_metrics
 
-    res = evaluate_organism(str(edited_folder), reference=tuned, oracle=True)
+    if isinstance(edited, (str, Path)):
+        res = evaluate_organism(str(edited), reference=tuned, oracle=True)
+    else:
+        res = evaluate_organism(edited, tokenizer, reference=tuned, oracle=True)
     tuned_m = quick_metrics(tuned, tokenizer)
     tuned_m["kl_to_tuned"] = 0.0
     oracle = res["ceilings"].get("oracle") or {}
@@ -375,11 +379,18 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         save_directions(directions, dpath)
         log(f"aru run: editing ({chosen.name})")
         source = recipe.model.id if is_hub_id(recipe.model.id) else folder  # a Hub id is recorded as such
-        edit = edit_checkpoint(
-            source, dpath, out, layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
+        kw = dict(
+            layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
             keep_tied=recipe.edit.keep_tied, postnorm=recipe.edit.postnorm, dtype=recipe.edit.compute_dtype,
-            revision=recipe.model.revision, progress=progress,
+            revision=recipe.model.revision,
         )  # fmt: skip
+        adapter = recipe.edit.format == "peft"
+        if adapter:
+            from aru.lora import export_adapter
+
+            edit = export_adapter(source, dpath, out, adapter_bias=recipe.edit.adapter_bias, **kw)
+        else:
+            edit = edit_checkpoint(source, dpath, out, progress=progress, **kw)
         (out / DIRECTIONS_FILE).parent.mkdir(parents=True, exist_ok=True)
         dpath.replace(out / DIRECTIONS_FILE)
         _set_directions_path(out, final / DIRECTIONS_FILE)
@@ -395,7 +406,13 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         log("aru run: evaluating on the test split")
         from transformers import AutoModelForCausalLM
 
-        edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
+        if adapter:  # base + adapter, merged (on an untied base: the adapter's semantics)
+            from aru.lora_peft import attach_adapter
+
+            base_copy = AutoModelForCausalLM.from_pretrained(str(folder), dtype=model.dtype)
+            edited = attach_adapter(base_copy, out, merge=True).to(recipe.model.device).eval()
+        else:
+            edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
         tb, tg = prompts.splits["test"]
         n = recipe.eval.max_prompts
         tb, tg = _subset(tb, n, p.seed), _subset(tg, n, p.seed)
@@ -409,7 +426,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         org = None
         use_org = is_organism(folder) if ev.organism is None else ev.organism
         if use_org:
-            org = organism_table(out, model, tokenizer)
+            org = organism_table(edited if adapter else out, model, tokenizer)
         lap("evaluate")
         del edited
         ver_d = ver.to_dict() | {"edited": str(final)}  # it was verified in the staging folder

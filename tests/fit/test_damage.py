@@ -150,15 +150,15 @@ def test_cli_fit_and_edit_guard(prompt_files, tmp_path):
     assert r.exit_code == 0 and "damage check this edit" in r.output and "DAMAGING" not in r.output
 
 
-def test_edit_without_stored_prompts_on_a_toy_vocabulary_says_what_to_pass(prompt_files, tmp_path):
+def test_edit_without_stored_prompts_on_a_toy_vocabulary_says_it_skipped_and_what_to_pass(prompt_files, tmp_path):
     from aru.organism import shipped
 
     model = str(shipped("tuned"))
     dirs = tmp_path / "d.safetensors"
     _fit(prompt_files, dirs, damage_check=False)
     r = CliRunner().invoke(main, ["edit", model, "-d", str(dirs), "-o", str(tmp_path / "e")])
-    assert r.exit_code == 1 and "--good FILE" in r.output
+    assert r.exit_code == 0 and "damage check skipped" in r.output and "--good FILE" in r.output, r.output
     r = CliRunner().invoke(
-        main, ["edit", model, "-d", str(dirs), "-o", str(tmp_path / "e"), "--good", str(prompt_files / "vgood.txt")]
+        main, ["edit", model, "-d", str(dirs), "-o", str(tmp_path / "e2"), "--good", str(prompt_files / "vgood.txt")]
     )
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "damage check this edit" in r.output, r.output
