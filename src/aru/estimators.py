@@ -14,17 +14,26 @@ The result's extras hold, per layer i: ``scores.layer.i`` (k,), ``explained_vari
 Methods (:func:`get_estimator`):
 
 - ``pca-omega`` (:class:`PcaOmegaFitter`), aru's defining method. PCA over φ on X+ ∪ X−: the eigenvectors ρ₁..ρ_d
-  of S (``pca="uncentred"``, the default) or of C (``pca="centred"``), ordered by eigenvalue (variance rank).
-  Optionally keep only the top ``top_m`` by eigenvalue as candidates. Score each candidate ρ with (``score=``)
+  of C (``pca="centred"``, the default) or of S (``pca="uncentred"``, the seed's form), ordered by eigenvalue
+  (variance rank); with ``pca="centred"`` only components with eigenvalue > 1e-9 λ₁ (the data's span) are
+  candidates. Optionally keep only the top ``top_m`` by eigenvalue, and drop the ``outliers`` coordinates with the
+  largest RMS activation (massive activations) before the PCA. The bias of class c along ρ is (``bias=``)
+  b_c = (μ_c − μ)ᵀρ against the pooled mean (``pooled``, default), μ_cᵀρ against zero (``zero``, the seed's), or
+  (μ₋ − μ₊)ᵀρ against the other class (``other``). Each candidate is scored with (``score=``)
 
-  - ``omega`` (default): ω_ρ = ½ ( |μ₊ᵀρ| / ρᵀC₊ρ + |μ₋ᵀρ| / ρᵀC₋ρ ),
-    i.e. |E[φ·ρ]| / Var(φ·ρ) computed over X+ and over X− and averaged;
-  - ``std`` (scale-free): ½ ( |μ₊ᵀρ| / √(ρᵀC₊ρ) + |μ₋ᵀρ| / √(ρᵀC₋ρ) );
+  - ``std`` (default, scale-free): ½ ( |b₊| / √(ρᵀC₊ρ) + |b₋| / √(ρᵀC₋ρ) );
+  - ``omega`` (the seed's): ω_ρ = ½ ( |b₊| / ρᵀC₊ρ + |b₋| / ρᵀC₋ρ ), i.e. |E[φ·ρ]| / Var(φ·ρ) over X+ and over X−,
+    averaged;
   - ``fisher`` (scale-free): (μ₋ᵀρ − μ₊ᵀρ)² / (ρᵀC₊ρ + ρᵀC₋ρ);
 
-  each variance is floored at 1e-12 · tr(C)/d so a zero-variance component cannot divide by zero. Q is the top k
-  candidates by score (ties keep variance order), each sign-flipped so that μ₋ᵀq ≥ μ₊ᵀq.
-  Explained variance of ρ: λ_ρ / Σλ (eigenvalues of the matrix PCA was run on).
+  and, with ``separating=t`` (default 3), only components whose class means differ, Welch's
+  |(μ₋ − μ₊)ᵀρ| / √(ρᵀC₊ρ/n₊ + ρᵀC₋ρ/n₋) ≥ t, are ranked (the k most separating ones if fewer pass). Each variance
+  is floored at 1e-12 · tr(C)/d. Q is the top k candidates by score (ties keep variance order), each sign-flipped
+  so that μ₋ᵀq ≥ μ₊ᵀq. Explained variance of ρ: λ_ρ / Σλ (eigenvalues of the matrix PCA was run on).
+  Why these defaults: docs/estimators.md (on SmolLM2 the seed's form picks the uncentred top component, the
+  mean direction dominated by massive activations, whose removal raises plain-text perplexity 180-fold).
+- ``pca-omega-seed`` (:class:`PcaOmegaSeedFitter`): the seed's original form, ``pca="uncentred"``,
+  ``bias="zero"``, ``score="omega"``, no separation test.
 - ``diff-means`` (:class:`DiffMeansFitter`): q = (μ₋ − μ₊) / ‖μ₋ − μ₊‖ (k = 1).
 - ``projected`` (:class:`ProjectedFitter`): r = μ₋ − μ₊ minus its component along μ₊,
   r' = r − (rᵀμ̂₊) μ̂₊ with μ̂₊ = μ₊/‖μ₊‖, q = r'/‖r'‖ (k = 1).
@@ -54,6 +63,8 @@ from aru.stats import StreamingStats, pooled
 
 PCA_MODES = ("uncentred", "centred")
 SCORES = ("omega", "std", "fisher")
+BIASES = ("zero", "pooled", "other")
+RANK_TOL = 1e-9  # centred PCA: components with eigenvalue <= RANK_TOL * the largest are not candidates
 
 
 @dataclass(frozen=True)
@@ -135,45 +146,106 @@ class Fitter:
 
 
 class PcaOmegaFitter(Fitter):
-    """PCA + ω (see the module docstring for the exact formulas)."""
+    """PCA + ω, aru's shipped form: PCA of the pooled covariance, bias against the pooled mean, scale-free ratio,
+    only class-separating components (see the module docstring and docs/estimators.md)."""
 
     name = "pca-omega"
+    defaults: dict[str, Any] = {"pca": "centred", "score": "std", "bias": "pooled", "separating": 3.0}
 
-    def __init__(self, k: int = 1, *, pca: str = "uncentred", score: str = "omega", top_m: int | None = None):
+    def __init__(
+        self,
+        k: int = 1,
+        *,
+        pca: str | None = None,
+        score: str | None = None,
+        top_m: int | None = None,
+        bias: str | None = None,
+        separating: float | None | str = "default",
+        outliers: int = 0,
+    ):
+        dflt = self.defaults
+        pca = dflt.get("pca", "uncentred") if pca is None else pca
+        score = dflt.get("score", "omega") if score is None else score
+        bias = dflt.get("bias", "zero") if bias is None else bias
+        separating = dflt.get("separating") if separating == "default" else separating
         super().__init__(k)
         if pca not in PCA_MODES:
             raise ValueError(f"pca={pca!r}; use one of {PCA_MODES}")
         if score not in SCORES:
             raise ValueError(f"score={score!r}; use one of {SCORES}")
+        if bias not in BIASES:
+            raise ValueError(f"bias={bias!r}; use one of {BIASES}")
         if top_m is not None and (isinstance(top_m, bool) or not isinstance(top_m, int) or top_m < k):
             raise ValueError(f"top_m={top_m!r} must be an integer >= k={k} (or None for every component)")
+        if separating is not None and (
+            isinstance(separating, bool) or not isinstance(separating, int | float) or separating < 0
+        ):
+            raise ValueError(f"separating={separating!r} must be a t-statistic >= 0 (e.g. 3) or None")
+        if isinstance(outliers, bool) or not isinstance(outliers, int) or outliers < 0:
+            raise ValueError(f"outliers={outliers!r} must be an integer >= 0 (dimensions to exclude)")
         self.pca, self.score, self.top_m = pca, score, top_m
+        self.bias, self.separating, self.outliers = bias, separating, outliers
 
     def options(self) -> dict[str, str]:
-        return {**super().options(), "pca": self.pca, "score": self.score, "top_m": str(self.top_m or "")}
+        return {
+            **super().options(),
+            "pca": self.pca,
+            "score": self.score,
+            "top_m": str(self.top_m or ""),
+            "bias": self.bias,
+            "separating": "" if self.separating is None else str(self.separating),
+            "outliers": str(self.outliers),
+        }
 
     def fit_layer(self, bad: StreamingStats, good: StreamingStats) -> LayerFit:
         d = bad.dim
         if self.k >= d:
             raise ValueError(f"k={self.k} must be smaller than the hidden size {d}")
+        if self.outliers >= d - self.k:
+            raise ValueError(f"outliers={self.outliers} leaves fewer than k+1 of the {d} dimensions")
         pool = pooled(bad, good)
         c_pool = pool.covariance()
         mat = pool.second_moment() if self.pca == "uncentred" else c_pool
+        if self.outliers:  # drop the largest-magnitude (massive-activation) dimensions from the PCA
+            drop = outlier_dims(pool, self.outliers)
+            keep = torch.ones(d, dtype=torch.bool)
+            keep[drop] = False
+            mat = mat * keep[:, None] * keep[None, :]
         evals, evecs = torch.linalg.eigh((mat + mat.T) / 2)  # ascending
         order = torch.argsort(evals, descending=True, stable=True)
         evals, comps = evals[order], evecs[:, order].T  # comps: (d, d), row j = component of variance rank j
-        m = d if self.top_m is None else min(self.top_m, d)
+        if self.outliers:  # the dropped dimensions' unit vectors are eigenvectors of eigenvalue 0: not candidates
+            real = comps[:, keep].norm(dim=1) > 0.5
+            evals, comps = evals[real], comps[real]
+        if self.pca == "centred":  # components outside the data's span (n < d) carry no bias and no variance
+            real = evals > RANK_TOL * max(float(evals[0]), 1e-300)
+            real[: self.k] = True
+            evals, comps = evals[real], comps[real]
+        m = comps.shape[0] if self.top_m is None else min(self.top_m, comps.shape[0])
         comps = comps[:m]
         e_good, e_bad = comps @ good.mean, comps @ bad.mean  # (m,)
         floor = 1e-12 * max(float(torch.trace(c_pool)) / d, 1e-30)
         v_good = ((comps @ good.covariance()) * comps).sum(1).clamp(min=0) + floor  # (m,)
         v_bad = ((comps @ bad.covariance()) * comps).sum(1).clamp(min=0) + floor
+        if self.bias == "pooled":
+            e_mid = comps @ pool.mean
+            b_good, b_bad = e_good - e_mid, e_bad - e_mid
+        elif self.bias == "other":
+            b_good = b_bad = e_bad - e_good
+        else:
+            b_good, b_bad = e_good, e_bad
         if self.score == "omega":
-            score = 0.5 * (e_good.abs() / v_good + e_bad.abs() / v_bad)
+            score = 0.5 * (b_good.abs() / v_good + b_bad.abs() / v_bad)
         elif self.score == "std":
-            score = 0.5 * (e_good.abs() / v_good.sqrt() + e_bad.abs() / v_bad.sqrt())
+            score = 0.5 * (b_good.abs() / v_good.sqrt() + b_bad.abs() / v_bad.sqrt())
         else:
             score = (e_bad - e_good) ** 2 / (v_good + v_bad)
+        if self.separating is not None:  # only components whose class means differ (Welch t >= separating)
+            t = (e_bad - e_good).abs() / (v_good / good.count + v_bad / bad.count).sqrt()
+            ok = t >= self.separating
+            if int(ok.sum()) < self.k:
+                ok = t >= torch.sort(t, descending=True).values[self.k - 1]
+            score = torch.where(ok, score, torch.full_like(score, -math.inf))
         top = torch.argsort(score, descending=True, stable=True)[: self.k]
         sign = torch.sign(e_bad - e_good)[top]
         sign[sign == 0] = 1
@@ -181,6 +253,19 @@ class PcaOmegaFitter(Fitter):
         total = evals.clamp(min=0).sum()
         ev = evals[top].clamp(min=0) / total if total > 0 else torch.zeros(len(top), dtype=torch.float64)
         return LayerFit(q.to(torch.float32).contiguous(), score[top], ev, top.to(torch.int64))
+
+
+class PcaOmegaSeedFitter(PcaOmegaFitter):
+    """PCA + ω in the seed's original form: uncentred PCA (second moment), ω = ½ Σ_c |E_c[φ·ρ]| / Var_c(φ·ρ)."""
+
+    name = "pca-omega-seed"
+    defaults = {"pca": "uncentred", "score": "omega", "bias": "zero", "separating": None}
+
+
+def outlier_dims(stats: StreamingStats, n: int) -> torch.Tensor:
+    """The ``n`` coordinates with the largest root-mean-square activation √E[φ_i²] (massive activations)."""
+    rms = stats.second_moment().diagonal().clamp(min=0).sqrt() if stats.moments else stats.mean.abs()
+    return torch.argsort(rms, descending=True, stable=True)[:n]
 
 
 class DiffMeansFitter(Fitter):
@@ -228,14 +313,16 @@ class ProjectedFitter(DiffMeansFitter):
 
 ESTIMATORS: dict[str, type[Fitter]] = {
     "pca-omega": PcaOmegaFitter,
+    "pca-omega-seed": PcaOmegaSeedFitter,
     "diff-means": DiffMeansFitter,
     "projected": ProjectedFitter,
 }
 
 
 def get_estimator(name: str, **options) -> Fitter:
-    """A fresh fitter for method ``name`` (``pca-omega``, ``diff-means``, ``projected``) with ``options``
-    (``k`` and, for pca-omega, ``pca``, ``score``, ``top_m``)."""
+    """A fresh fitter for method ``name`` (``pca-omega``, ``pca-omega-seed``, ``diff-means``, ``projected``) with
+    ``options`` (``k`` and, for the pca-omega family, ``pca``, ``score``, ``top_m``, ``bias``, ``separating``,
+    ``outliers``)."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(ESTIMATORS)}")
     cls = ESTIMATORS[name]
@@ -310,6 +397,7 @@ class FitResult:
     directions: Directions
     table: list[dict[str, Any]]
     default_layer: int
+    damage: list[Any] = field(default_factory=list)  # aru.damage.Damage of each layer the guard tried
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v):  # NaN (e.g. explained variance without second moments) is not JSON
@@ -319,6 +407,7 @@ class FitResult:
 
         return {
             "default_layer": self.default_layer,
+            "damage": [{key: clean(v) for key, v in d.to_dict().items()} for d in self.damage],
             "metadata": dict(self.directions.metadata),
             "layers": [{key: clean(v) for key, v in row.items()} for row in self.table],
         }
@@ -537,14 +626,27 @@ def fit_to_file(
     device: str | None = None,
     device_map: str | None = None,
     force: bool = False,
+    damage_check: bool = True,
+    force_damage: bool = False,
+    text: str | None = None,
+    thresholds=None,
+    log=None,
     **fit_options,
 ) -> FitResult:
     """``aru fit``: load the model (folder or Hub id) and the prompt files, :func:`fit_directions`, and write the
     directions file ``out`` atomically (nothing is written if anything fails); an existing ``out`` is replaced only
-    when it is an earlier aru directions file and ``force`` is set (:mod:`aru.outputs`)."""
+    when it is an earlier aru directions file and ``force`` is set (:mod:`aru.outputs`).
+
+    With ``damage_check`` (default) the default layer is chosen by :func:`aru.damage.guard_fit`: the best-separating
+    layer whose edit is not damaging on held-out X+ prompts and plain ``text`` (a file; default: aru's built-in
+    English text); if none is, :class:`aru.damage.DamageError` is raised and nothing is written, unless
+    ``force_damage``. The first 16 X+ prompts used are stored in the file (``damage_prompts``) for ``aru edit``.
+    """
+    import json as _json
     from pathlib import Path
 
     from aru.capture import load_model
+    from aru.damage import guard_fit
     from aru.directions import save_directions
     from aru.outputs import Output
     from aru.prompts import load_prompts
@@ -554,7 +656,7 @@ def fit_to_file(
         raise ValueError(f"output {out!r} must end in .safetensors (e.g. -o directions.safetensors)")
     if out_path.exists() and out_path.is_dir():
         raise FileExistsError(f"output {out!r} is a folder; give a file name like {out}/directions.safetensors")
-    reads = [model, tokenizer, bad, good, val_bad, val_good]  # never write into or over what is read
+    reads = [model, tokenizer, bad, good, val_bad, val_good, text]  # never write into or over what is read
     inputs = [p for p in reads if p and Path(p).expanduser().exists()]
     with Output(out_path, "directions", force=force, inputs=inputs) as claim:
         sets = {
@@ -568,8 +670,19 @@ def fit_to_file(
         res = fit_directions(
             mdl, tok, sets["bad"], sets["good"], val_bad=sets["val_bad"], val_good=sets["val_good"], **fit_options
         )
+        damages = []
+        if damage_check:
+            probe_prompts = (sets["val_good"] or sets["good"])[:16]
+            plain = Path(text).read_text(encoding="utf-8") if text else None
+            sys_opts = {key: fit_options[key] for key in ("system", "raw") if key in fit_options}
+            res, damages = guard_fit(
+                mdl, tok, res, probe_prompts, text=plain, thresholds=thresholds, force=force_damage, log=log,
+                **sys_opts,
+            )  # fmt: skip
         meta = dict(res.directions.metadata, base_model=str(model), model_type=str(mdl.config.model_type))
+        if damage_check:
+            meta["damage_prompts"] = _json.dumps(probe_prompts)
         directions = Directions(res.directions.bases, res.directions.hidden_size, meta, res.directions.extras)
         save_directions(directions, claim.staging)
         claim.commit()
-    return FitResult(directions, res.table, res.default_layer)
+    return FitResult(directions, res.table, res.default_layer, damages)

@@ -28,6 +28,8 @@ CONFIGS = [
     ("pca-omega", {"k": 2, "pca": "centred"}),
     ("pca-omega", {"k": 2, "score": "std", "top_m": 5}),
     ("pca-omega", {"k": 2, "score": "fisher"}),
+    ("pca-omega", {"k": 2, "bias": "other", "outliers": 2}),
+    ("pca-omega-seed", {"k": 2}),
     ("diff-means", {}),
     ("projected", {}),
 ]
@@ -78,7 +80,7 @@ def test_pca_omega_matches_definition(pca, score):
     bad, good = _data(seed=3)
     comps, scores = _omega_bruteforce(bad, good, pca, score)
     top = scores.argsort(descending=True)[:2]
-    d = get_estimator("pca-omega", k=2, pca=pca, score=score).update(bad=bad, good=good).result()
+    d = get_estimator("pca-omega-seed", k=2, pca=pca, score=score).update(bad=bad, good=good).result()
     q = d.basis(ALL).double()
     for j in range(2):
         assert abs(float(q[j] @ comps[top[j]])) == pytest.approx(1.0, abs=1e-6)
@@ -95,11 +97,74 @@ def test_top_m_restricts_candidates():
     bad = torch.randn(400, D, generator=g, dtype=torch.float64) * scales
     bad[:, 0] += 5.0
     bad[:, -1] += 0.5
-    full = get_estimator("pca-omega", k=1).update(bad=bad, good=good).result()
+    full = get_estimator("pca-omega-seed", k=1).update(bad=bad, good=good).result()
     assert int(full.extras["variance_rank.layer.all"][0]) > 2
     assert abs(float(full.basis(ALL)[0, -1])) > 0.99
-    top = get_estimator("pca-omega", k=1, top_m=2).update(bad=bad, good=good).result()
+    top = get_estimator("pca-omega-seed", k=1, top_m=2).update(bad=bad, good=good).result()
     assert int(top.extras["variance_rank.layer.all"][0]) < 2
+
+
+def _massive(seed=0, n=300):
+    """Both classes share a huge, nearly constant coordinate 0 (a massive activation); X− differs along axis 5."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.ones(D, dtype=torch.float64)
+    scales[0] = 0.01
+    good = torch.randn(n, D, generator=g, dtype=torch.float64) * scales
+    bad = torch.randn(n, D, generator=g, dtype=torch.float64) * scales
+    good[:, 0] += 300.0
+    bad[:, 0] += 300.0
+    bad[:, 5] += 2.0
+    return bad, good
+
+
+def test_seed_picks_the_massive_activation_and_the_shipped_form_does_not():
+    """The SmolLM2 failure in miniature: the seed's uncentred |E|/Var ranks the constant, shared, huge coordinate
+    first (it separates nothing); the shipped form ranks the class-separating axis first."""
+    bad, good = _massive()
+    seed = get_estimator("pca-omega-seed").update(bad=bad, good=good).result().basis(ALL)[0].double()
+    shipped = get_estimator("pca-omega").update(bad=bad, good=good).result().basis(ALL)[0].double()
+    assert abs(float(seed[0])) > 0.99
+    assert float(shipped[5]) > 0.95
+    # the seed's form with the massive coordinate excluded also finds it
+    out = get_estimator("pca-omega-seed", outliers=1).update(bad=bad, good=good).result().basis(ALL)[0].double()
+    assert float(out[0]) == 0.0 and float(out[5]) > 0.95
+
+
+def test_shipped_score_matches_bruteforce():
+    """centred PCA, b_c = (μ_c − μ)ᵀρ, score ½ Σ_c |b_c| / σ_c, only components with Welch t >= 3."""
+    bad, good = _data(seed=3)
+    both = torch.cat([bad, good])
+    evals, evecs = torch.linalg.eigh(torch.cov(both.T, correction=0))
+    comps = evecs[:, evals.argsort(descending=True)].T
+    mu = both.mean(0)
+    scores = []
+    for rho in comps:
+        pb, pg = bad @ rho, good @ rho
+        sc = 0.5 * (
+            (pg.mean() - mu @ rho).abs() / pg.std(correction=0) + (pb.mean() - mu @ rho).abs() / pb.std(correction=0)
+        )
+        t = (pb.mean() - pg.mean()).abs() / (pg.var(correction=0) / len(pg) + pb.var(correction=0) / len(pb)).sqrt()
+        scores.append(float(sc) if t >= 3 else -float("inf"))
+    scores = torch.tensor(scores, dtype=torch.float64)
+    top = scores.argsort(descending=True)[:2]
+    d = get_estimator("pca-omega", k=2).update(bad=bad, good=good).result()
+    q = d.basis(ALL).double()
+    for j in range(2):
+        assert abs(abs(float(q[j] @ comps[top[j]])) - 1) < 1e-6
+    torch.testing.assert_close(d.extras["scores.layer.all"].double(), scores[top], atol=1e-4, rtol=1e-4)
+
+
+def test_pca_omega_option_errors():
+    for opts, match in [
+        ({"bias": "mean"}, "bias="),
+        ({"separating": -1.0}, "separating="),
+        ({"separating": True}, "separating="),
+        ({"outliers": -2}, "outliers="),
+        ({"outliers": D - 1}, "outliers="),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            bad, good = _data()
+            get_estimator("pca-omega", **opts).update(bad=bad, good=good).result()
 
 
 def test_diff_means_and_projected_formulas():
@@ -147,7 +212,7 @@ def test_auroc_matches_pairwise_count():
 
 
 def test_unknown_method_and_bad_options():
-    with pytest.raises(ValueError, match="unknown method 'pca'.*pca-omega, diff-means, projected"):
+    with pytest.raises(ValueError, match="unknown method 'pca'.*pca-omega, pca-omega-seed, diff-means, projected"):
         get_estimator("pca")
     with pytest.raises(ValueError, match="k=2"):
         get_estimator("diff-means", k=2)
@@ -157,7 +222,7 @@ def test_unknown_method_and_bad_options():
         get_estimator("pca-omega", k=3, top_m=2)
     with pytest.raises(ValueError, match="does not take"):
         get_estimator("diff-means", pca="centred")
-    assert sorted(ESTIMATORS) == ["diff-means", "pca-omega", "projected"]
+    assert sorted(ESTIMATORS) == ["diff-means", "pca-omega", "pca-omega-seed", "projected"]
 
 
 def test_diff_means_degenerate_is_clear():

@@ -17,7 +17,7 @@ def captures(organism, organism_sets):
 
 
 def test_pca_omega_uncentred_separates_held_out(captures):
-    res = fit_from_captures(captures, method="pca-omega", k=1)
+    res = fit_from_captures(captures, method="pca-omega-seed", k=1)
     rows = {r["layer"]: r for r in res.table}
     assert rows[4]["auroc"] > 0.95  # held-out entities and templates
     assert rows[4]["cos_diff_means"] > 0.9
@@ -30,8 +30,8 @@ def test_pca_omega_uncentred_separates_held_out(captures):
 
 def test_centred_picks_low_variance_noise(captures):
     """The issue's prototype finding: centred PCA's top-ω components are low-variance and do not separate."""
-    unc = {r["layer"]: r for r in fit_from_captures(captures, pca="uncentred").table}
-    cen = {r["layer"]: r for r in fit_from_captures(captures, pca="centred").table}
+    unc = {r["layer"]: r for r in fit_from_captures(captures, method="pca-omega-seed", pca="uncentred").table}
+    cen = {r["layer"]: r for r in fit_from_captures(captures, method="pca-omega-seed", pca="centred").table}
     assert cen[4]["variance_rank"] > 32 and cen[4]["auroc"] < unc[4]["auroc"] - 0.2
 
 
@@ -69,7 +69,7 @@ def test_fitted_direction_removes_the_refusal(organism, captures):
     before = forbidden_metrics(model, tok)["refusal_rate"]
     rates = {}
     for pca in ("uncentred", "centred"):
-        res = fit_from_captures(captures, pca=pca)
+        res = fit_from_captures(captures, method="pca-omega-seed", pca=pca)
         with projection_hooks(model, make_plan(res.directions, 4)):
             rates[pca] = forbidden_metrics(model, tok)
     assert before > 0.9

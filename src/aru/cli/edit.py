@@ -57,6 +57,14 @@ from aru.cli import handle_errors
 )
 @click.option("--revision", default=None, help="Hub revision when MODEL is a Hub id.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--good", default=None, help="X+ prompts for the damage check [default: those aru fit stored].")
+@click.option("--text", default=None, help="Plain-text file for the damage check's perplexity [default: built-in].")
+@click.option("--force-damage", is_flag=True, help="Write even if the edit fails the damage check.")
+@click.option("--no-damage-check", is_flag=True, help="Skip the damage check (it loads the model once in float32).")
+@click.option("--max-kl", default=0.5, show_default=True, type=float, help="Damage check: first-token KL on X+.")
+@click.option(
+    "--max-ppl-ratio", default=1.10, show_default=True, type=float, help="Damage check: plain-text perplexity ratio."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @handle_errors
 def edit(
@@ -76,10 +84,19 @@ def edit(
     adapter_dtype,
     revision,
     force,
+    good,
+    text,
+    force_damage,
+    no_damage_check,
+    max_kl,
+    max_ppl_ratio,
     as_json,
 ):
     """Write OUTPUT: MODEL (a local folder or a Hub id) with the directions projected out of every weight that
     writes into the residual stream. The input is never modified; OUTPUT appears only when complete.
+
+    Before writing, the edit's damage is estimated with projection hooks on the loaded model (first-token KL on
+    X+ prompts, plain-text perplexity) and printed; a damaging edit is refused unless --force-damage.
 
     \b
     Examples:
@@ -94,12 +111,40 @@ def edit(
         layers=layers, source_layer=src, per_layer=per_layer, k=k, strength=strength, keep_tied=keep_tied,
         postnorm=postnorm, dtype=dtype, force=force, revision=revision,
     )  # fmt: skip
+    dmg = None
+    if not no_damage_check:
+        from pathlib import Path
+
+        from aru.damage import DamageCheckUnavailable, Thresholds, check_edit
+        from aru.prompts import load_prompts
+
+        thresholds = Thresholds(max_kl=max_kl, max_ppl_ratio=max_ppl_ratio)
+        try:
+            dmg = check_edit(
+                model,
+                directions,
+                prompts=load_prompts(good) if good else None,
+                text=Path(text).read_text(encoding="utf-8") if text else None,
+                thresholds=thresholds,
+                force=force_damage,
+                revision=revision,
+                layers=layers,
+                source_layer=src,
+                per_layer=per_layer,
+                k=k,
+                strength=strength,
+            )
+        except DamageCheckUnavailable as exc:
+            click.echo(f"damage check skipped: {exc}", err=True)
+        if dmg is not None:
+            flag = "  DAMAGING (written because of --force-damage)" if dmg.damaging(thresholds) else ""
+            click.echo(f"damage check {dmg.summary()}{flag}", err=as_json)
     if fmt == "peft":
         from aru.lora import export_adapter
 
         result = export_adapter(model, directions, output, adapter_bias=adapter_bias, adapter_dtype=adapter_dtype, **kw)
         if as_json:
-            click.echo(json.dumps(result.to_dict(), indent=2))
+            click.echo(json.dumps({**result.to_dict(), "damage": dmg.to_dict() if dmg else None}, indent=2))
             return
         click.echo(
             f"wrote {result.output}: LoRA adapter, r = {result.rank}, {len(result.targets)} targets, "
@@ -120,7 +165,7 @@ def edit(
 
     result = edit_checkpoint(model, directions, output, **kw)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        click.echo(json.dumps({**result.to_dict(), "damage": dmg.to_dict() if dmg else None}, indent=2))
         return
     click.echo(
         f"wrote {result.output}: {len(result.edited)} tensors edited, {result.bytes_written / 1e6:.1f} MB "

@@ -19,7 +19,12 @@ from aru.cli import handle_errors
 )
 @click.option("--good", "good", required=True, help="X+: prompts without it (same formats).")
 @click.option("-o", "--output", "output", required=True, help="Directions file to write (.safetensors).")
-@click.option("--method", default="pca-omega", show_default=True, help="pca-omega, diff-means or projected.")
+@click.option(
+    "--method",
+    default="pca-omega",
+    show_default=True,
+    help="pca-omega, pca-omega-seed (the original form), diff-means or projected.",
+)
 @click.option(
     "--layers", default=None, help="Capture points, e.g. '4', '2,5', '2-6', '-1', 'all' (0..L) [default: 1..L]."
 )
@@ -29,16 +34,23 @@ from aru.cli import handle_errors
 @click.option(
     "--pca",
     type=click.Choice(["uncentred", "centred"]),
-    default="uncentred",
-    show_default=True,
-    help="pca-omega: PCA of the second moment (uncentred) or of the covariance (centred).",
+    default=None,
+    help="pca-omega: PCA of the covariance (centred, default) or of the second moment (uncentred, the seed's).",
 )
 @click.option(
     "--score",
     type=click.Choice(["omega", "std", "fisher"]),
-    default="omega",
-    show_default=True,
-    help="pca-omega: |E|/Var (omega), scale-free |E|/std, or the Fisher ratio.",
+    default=None,
+    help="pca-omega: scale-free |bias|/std (std, default), |bias|/Var (omega, the seed's), or the Fisher ratio.",
+)
+@click.option(
+    "--bias",
+    type=click.Choice(["pooled", "zero", "other"]),
+    default=None,
+    help="pca-omega: class bias against the pooled mean (default), zero (the seed's) or the other class.",
+)
+@click.option(
+    "--outliers", default=0, show_default=True, type=int, help="pca-omega: exclude the N largest-RMS dimensions."
 )
 @click.option(
     "--top-m", default=None, type=int, help="pca-omega: only the top M components by variance are candidates."
@@ -68,6 +80,13 @@ from aru.cli import handle_errors
     help="Prompts longer than the context: truncate from the left (warn), skip (warn) or fail.",
 )
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it is an earlier aru directions file.")
+@click.option("--text", default=None, help="Plain-text file for the damage check's perplexity [default: built-in].")
+@click.option("--force-damage", is_flag=True, help="Write even if every tried layer's edit fails the damage check.")
+@click.option("--no-damage-check", is_flag=True, help="Skip the damage check (default layer = best AUROC only).")
+@click.option("--max-kl", default=0.5, show_default=True, type=float, help="Damage check: first-token KL on X+.")
+@click.option(
+    "--max-ppl-ratio", default=1.10, show_default=True, type=float, help="Damage check: plain-text perplexity ratio."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
 def fit(
@@ -82,6 +101,8 @@ def fit(
     batch_size,
     pca,
     score,
+    bias,
+    outliers,
     top_m,
     val_bad,
     val_good,
@@ -96,12 +117,20 @@ def fit(
     device_map,
     overflow,
     force,
+    text,
+    force_damage,
+    no_damage_check,
+    max_kl,
+    max_ppl_ratio,
     as_json,
 ) -> None:
     """Fit the directions separating --bad (X−) from --good (X+) prompts at each layer of MODEL.
 
     Prints a per-layer table (score, held-out AUROC, d′, cosine with diff-means, explained variance, variance
-    rank) and writes the directions (one basis per layer, default_layer = best held-out AUROC) to OUTPUT.
+    rank) and writes the directions (one basis per layer) to OUTPUT. The default layer is the best held-out
+    AUROC among the layers whose edit passes the damage check (first-token KL on X+ prompts, plain-text
+    perplexity, measured with projection hooks); if none of the 8 best does, nothing is written unless
+    --force-damage.
 
     \b
     Examples:
@@ -110,17 +139,20 @@ def fit(
           --good harmless.csv --column goal --layers 8-15 --k 2 -o dirs.safetensors --json
     """
     from aru.capture import parse_layers
-    from aru.estimators import fit_to_file, format_table
+    from aru.damage import Thresholds
+    from aru.estimators import ESTIMATORS, PcaOmegaFitter, fit_to_file, format_table
 
     ctx = click.get_current_context()
     explicit = [
         f"--{n.replace('_', '-')}"
-        for n in ("pca", "score", "top_m")
+        for n in ("pca", "score", "bias", "outliers", "top_m")
         if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE
     ]
-    if method != "pca-omega" and explicit:
+    pca_family = method in ESTIMATORS and issubclass(ESTIMATORS[method], PcaOmegaFitter)
+    if not pca_family and explicit:
         raise click.UsageError(f"{', '.join(explicit)} apply only to --method pca-omega, not {method}")
-    est = {"pca": pca, "score": score, "top_m": top_m} if method == "pca-omega" else {}
+    est = {"pca": pca, "score": score, "bias": bias, "outliers": outliers, "top_m": top_m} if pca_family else {}
+    thresholds = Thresholds(max_kl=max_kl, max_ppl_ratio=max_ppl_ratio)
     res = fit_to_file(
         model,
         bad,
@@ -145,12 +177,21 @@ def fit(
         overflow=overflow,
         force=force,
         progress=not as_json,
+        damage_check=not no_damage_check,
+        force_damage=force_damage,
+        text=text,
+        thresholds=thresholds,
         **est,
     )
     if as_json:
         click.echo(json.dumps({**res.to_dict(), "output": str(output)}, indent=2))
         return
     click.echo(format_table(res))
+    for d in res.damage:
+        flag = "  DAMAGING" if d.damaging(thresholds) else ""
+        click.echo(f"damage check {d.summary()}{flag}")
+    if no_damage_check:
+        click.echo("damage check skipped (--no-damage-check): the default layer is the best held-out AUROC only")
     click.echo(
         f"wrote {output} (method {method}, k={k}, layers {res.directions.layers}, default layer {res.default_layer})"
     )
