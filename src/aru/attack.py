@@ -253,10 +253,11 @@ def _worse(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def run_curve(model, tokenizer, pool: Sequence[Example], data: AttackData, cfg: AttackConfig, *,
-              log: Callable[[str], None] = lambda _m: None, desc: str = "") -> dict[str, Any]:  # fmt: skip
+              log: Callable[[str], None] = lambda _m: None, desc: str = "", untouched=None) -> dict[str, Any]:  # fmt: skip
     """One protocol on one model: every seed × schedule point × lr. Returns ``{"runs": [...], "worst": {seed:
-    [metrics per point]}}`` where the worst case is taken over the learning rates."""
-    untouched = measure(model, tokenizer, data, cfg)
+    [metrics per point]}}`` where the worst case is taken over the learning rates. ``untouched``: the model's
+    metrics before any fine-tuning, when already measured."""
+    untouched = untouched or measure(model, tokenizer, data, cfg)
     runs, worst = [], {}
     for seed in range(cfg.seeds):
         row = []
@@ -377,8 +378,9 @@ def run_attack(
     report: dict[str, Any] = {"kind": REPORT_KIND, "config": _config_dict(cfg), "models": list(models),
                               "organism": data.world is not None, "timings": {}}  # fmt: skip
     target = 1.0
+    untouched = {name: measure(m, tokenizer, data, cfg) for name, m in models.items()}
     if original in models:
-        target = measure(models[original], tokenizer, data, cfg)["behaviour_rate"]
+        target = untouched[original]["behaviour_rate"]
     report["target"] = target
     for proto in TRAINED:
         if proto not in cfg.protocols:
@@ -387,7 +389,7 @@ def run_attack(
         pool = getattr(data, proto)
         curves, runs = {}, []
         for name, model in models.items():
-            c = run_curve(model, tokenizer, pool, data, cfg, log=log, desc=f"{proto} {name}")
+            c = run_curve(model, tokenizer, pool, data, cfg, log=log, desc=f"{proto} {name}", untouched=untouched[name])
             curves[name] = summarize(c, cfg, target)
             runs += [{"model": name, **r} for r in c["runs"]]
         report[proto] = {"curves": curves, "runs": runs, "pool": len(pool)}

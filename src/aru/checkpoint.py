@@ -34,7 +34,14 @@ from aru.directions import Directions, load_directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor, oblique_basis
 from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
-from aru.provenance import PROVENANCE_FILE, UNHASHED, file_sha256, hash_folder, write_provenance
+from aru.outputs import VCS_DIRS, Output, check_inputs, check_target, run_leftovers
+from aru.provenance import (
+    PROVENANCE_FILE,
+    UNHASHED,
+    hash_folder,
+    record_directions,
+    write_provenance,
+)
 from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, tensor_from_bytes, tensor_to_bytes
 
 log = logging.getLogger("aru")
@@ -43,7 +50,7 @@ SINGLE = "model.safetensors"
 CHUNK = 16 << 20
 # other weight formats are not copied: they would hold the unedited weights next to the edited ones
 FOREIGN_WEIGHTS = re.compile(r".*\.(bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|safetensors)$")
-SKIP_DIRS = {".git", ".cache", ".huggingface"}
+SKIP_DIRS = {".cache", ".huggingface", *VCS_DIRS}
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py", "*.tiktoken", "*.md"]
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -158,26 +165,10 @@ def load_config(folder: Path) -> tuple[dict, str, int, int]:
     return raw, model_type, hidden, layers
 
 
-def directions_sha256(directions: Directions) -> str:
-    """A content hash of an in-memory Directions (the bytes save_directions would write, minus timing)."""
-    h = hashlib.sha256()
-    for key in sorted(directions.bases, key=str):
-        h.update(str(key).encode())
-        h.update(directions.bases[key].to(torch.float32).contiguous().numpy().tobytes())
-    h.update(json.dumps(dict(directions.metadata), sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def _check_output(folder: Path, output: Path, force: bool) -> None:
-    if output == folder or folder in output.parents or output in folder.parents:
-        raise CheckpointError(
-            f"output {str(output)!r} overlaps the input {str(folder)!r}; aru never modifies its input: "
-            "choose another output folder"
-        )
-    if output.exists() and not force:
-        raise CheckpointError(f"output {str(output)!r} already exists; choose another path or pass --force")
-    if output.exists() and not output.is_dir():
-        raise CheckpointError(f"output {str(output)!r} exists and is not a folder")
+def _check_output(output: Path, inputs: list, force: bool) -> None:
+    """The output policy of :mod:`aru.outputs`, checked early (it is checked again under the lock)."""
+    check_inputs(output, inputs)
+    check_target(output, "edit", force=force)
 
 
 @dataclass
@@ -341,12 +332,13 @@ def _write_shard(
 def _copy_other_files(folder: Path, tmp: Path, shards: list[str]) -> list[str]:
     """Copy config, tokenizer, generation config, chat template, ...; returns the weight files skipped."""
     skipped = []
+    leftovers = run_leftovers(folder)  # an earlier aru output's reports and card describe that output, not this one
     for src in sorted(folder.rglob("*")):
         rel = src.relative_to(folder)
         if any(part in SKIP_DIRS for part in rel.parts) or not src.is_file():
             continue
         name = rel.as_posix()
-        if name in shards or name in (INDEX, PROVENANCE_FILE):
+        if name in shards or name in (INDEX, PROVENANCE_FILE) or name in leftovers:
             continue
         if FOREIGN_WEIGHTS.fullmatch(src.name):
             skipped.append(name)
@@ -393,11 +385,11 @@ def edit_checkpoint(
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(COMPUTE_DTYPES)} (the fold's arithmetic precision)")
     folder, repo_id, revision = resolve_model(model, revision=revision)
     output = Path(output).expanduser().resolve()
-    _check_output(folder, output, force)
-
     directions_path = None
     if not isinstance(directions, Directions):
         directions_path = Path(directions).expanduser().resolve()
+    _check_output(output, [folder, directions_path], force)
+    if directions_path is not None:
         directions = load_directions(directions_path)
     raw_config, model_type, hidden, num_layers = load_config(folder)
     spec = get_spec(model_type)
@@ -448,13 +440,11 @@ def edit_checkpoint(
             f"{free / 1e9:.2f} GB are free; free some space or choose another output"
         )
 
-    tmp = output.parent / f".{output.name}.aru-partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    claim = Output(output, "edit", force=force, inputs=[folder, directions_path])  # lock, then a fresh staging
+    tmp = claim.staging
     compute = COMPUTE_DTYPES[dtype]
     in_hashes, out_hashes, edited, notes = {}, {}, [], {}
     try:
-        tmp.mkdir()
         with _progress(total, progress) as bar:
             for shard in shards:
                 (tmp / shard).parent.mkdir(parents=True, exist_ok=True)
@@ -488,6 +478,7 @@ def edit_checkpoint(
             cfg["tie_word_embeddings"] = False
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         # shards were hashed while they were written; hash the rest (config, tokenizer, index, ...)
+        directions_entry = record_directions(tmp, directions, directions_path)
         files = {**hash_folder(tmp, skip=UNHASHED | set(out_hashes)), **out_hashes}
         settings = {
             **plan.to_dict(),
@@ -508,25 +499,14 @@ def edit_checkpoint(
                 "revision": revision,
                 "files": in_hashes,
             },
-            "directions": {
-                "path": str(directions_path) if directions_path else None,
-                "sha256": file_sha256(directions_path) if directions_path else directions_sha256(directions),
-                "metadata": dict(directions.metadata),
-            },
+            "directions": directions_entry,
             "settings": settings,
             "edited_tensors": edited,
         }
         if extra_provenance:
             record["extra"] = dict(extra_provenance)
         write_provenance(tmp, record, files=files)
-        if output.exists():  # --force: swap in the new folder, then drop the old one
-            old = output.parent / f".{output.name}.aru-old"
-            shutil.rmtree(old, ignore_errors=True)
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
+        claim.commit()  # re-checks the target, then renames (an earlier aru output is swapped out)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise CheckpointError(
@@ -535,8 +515,7 @@ def edit_checkpoint(
             ) from exc
         raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        claim.close()
     for msg in approximate:
         warnings.warn(msg, AruWarning, stacklevel=2)
     if untie:

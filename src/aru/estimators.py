@@ -536,14 +536,17 @@ def fit_to_file(
     dtype: str = "auto",
     device: str | None = None,
     device_map: str | None = None,
+    force: bool = False,
     **fit_options,
 ) -> FitResult:
     """``aru fit``: load the model (folder or Hub id) and the prompt files, :func:`fit_directions`, and write the
-    directions file ``out`` atomically (nothing is written if anything fails)."""
+    directions file ``out`` atomically (nothing is written if anything fails); an existing ``out`` is replaced only
+    when it is an earlier aru directions file and ``force`` is set (:mod:`aru.outputs`)."""
     from pathlib import Path
 
     from aru.capture import load_model
     from aru.directions import save_directions
+    from aru.outputs import Output
     from aru.prompts import load_prompts
 
     out_path = Path(out)
@@ -551,15 +554,19 @@ def fit_to_file(
         raise ValueError(f"output {out!r} must end in .safetensors (e.g. -o directions.safetensors)")
     if out_path.exists() and out_path.is_dir():
         raise FileExistsError(f"output {out!r} is a folder; give a file name like {out}/directions.safetensors")
-    sets = {
-        name: load_prompts(path, field=field, column=column) if path else None
-        for name, path in (("bad", bad), ("good", good), ("val_bad", val_bad), ("val_good", val_good))
-    }
-    mdl, tok = load_model(model, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map)
-    res = fit_directions(
-        mdl, tok, sets["bad"], sets["good"], val_bad=sets["val_bad"], val_good=sets["val_good"], **fit_options
-    )
-    meta = dict(res.directions.metadata, base_model=str(model))
-    directions = Directions(res.directions.bases, res.directions.hidden_size, meta, res.directions.extras)
-    save_directions(directions, out_path)
+    reads = [model, tokenizer, bad, good, val_bad, val_good]  # never write into or over what is read
+    inputs = [p for p in reads if p and Path(p).expanduser().exists()]
+    with Output(out_path, "directions", force=force, inputs=inputs) as claim:
+        sets = {
+            name: load_prompts(path, field=field, column=column) if path else None
+            for name, path in (("bad", bad), ("good", good), ("val_bad", val_bad), ("val_good", val_good))
+        }
+        mdl, tok = load_model(model, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map)
+        res = fit_directions(
+            mdl, tok, sets["bad"], sets["good"], val_bad=sets["val_bad"], val_good=sets["val_good"], **fit_options
+        )
+        meta = dict(res.directions.metadata, base_model=str(model))
+        directions = Directions(res.directions.bases, res.directions.hidden_size, meta, res.directions.extras)
+        save_directions(directions, claim.staging)
+        claim.commit()
     return FitResult(directions, res.table, res.default_layer)

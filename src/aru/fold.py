@@ -81,33 +81,6 @@ def fold_tensor(
     return out
 
 
-def fold_linear(w: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
-    """nn.Linear weight (d, n): W − λ Qᵀ(Q W)."""
-    return fold_tensor(w, q, "out_in", **kw)
-
-
-def fold_conv1d(w: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
-    """GPT-2 Conv1D weight (n, d): W − λ (W Qᵀ) Q."""
-    return fold_tensor(w, q, "in_out", **kw)
-
-
-def fold_embedding(e: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
-    """Embedding matrix (V, d): every row projected."""
-    return fold_tensor(e, q, "embed", **kw)
-
-
-def fold_bias(b: torch.Tensor, q: torch.Tensor, **kw) -> torch.Tensor:
-    """Bias (d,): b − λ Qᵀ(Q b)."""
-    return fold_tensor(b, q, "bias", **kw)
-
-
 def oblique_basis(q: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """Q_g = orthonormalize(Q ⊙ g), (k, d): the basis to fold before a post-norm with gain ``gain`` (d,)."""
     return orthonormalize(q.double() * gain.double()[None, :]).to(torch.float32)
-
-
-def projection_residual(q: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """max |Q x| / |x| over the rows of ``x`` (..., d): how much of span(Q) is left (the leak)."""
-    x = x.reshape(-1, x.shape[-1]).double()
-    num = (x @ q.double().T).norm(dim=-1)
-    return (num / x.norm(dim=-1).clamp_min(1e-30)).max()

@@ -149,15 +149,13 @@ def convert(
     out_file = Path(out_file)
     if out_file.suffix != ".gguf":
         raise ValueError(f"output file {out_file} should end in .gguf, e.g. {out_file.with_suffix('.gguf')}")
-    if out_file.exists() and not overwrite:
-        raise FileExistsError(f"{out_file} exists; remove it or choose another output file")
-    if out_file.is_dir():
-        raise FileExistsError(f"{out_file} is a folder; give a file name ending in .gguf")
+    from aru.outputs import Output, check_inputs, check_target
+
+    check_inputs(out_file, [edited])
+    check_target(out_file, "gguf", force=overwrite, flag="--overwrite")  # only an earlier GGUF is replaced
     converter = ensure_converter(cache_dir=cache_dir, install=install)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_file.parent, prefix=f".{out_file.stem}.", suffix=".gguf.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    claim = Output(out_file, "gguf", force=overwrite, flag="--overwrite", inputs=[edited])
+    tmp = claim.staging
     env = dict(os.environ)
     gguf_py = str(converter.parent / "gguf-py")
     env["PYTHONPATH"] = gguf_py + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -169,9 +167,9 @@ def convert(
                 f"llama.cpp's converter failed on {edited} (exit {proc.returncode}):\n{_tail(proc.stderr)}\n"
                 f"Command: {' '.join(cmd)}"
             )
-        os.replace(tmp, out_file)
+        claim.commit()
     finally:
-        tmp.unlink(missing_ok=True)
+        claim.close()
     return out_file
 
 
@@ -340,17 +338,9 @@ def compare_gguf(
 
 
 def _greedy_hf(model, ids: list[int], max_new_tokens: int, eos: set[int]) -> list[int]:
-    import torch
+    from aru.evaluate import greedy_ids
 
-    seq, out = list(ids), []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
-            out.append(nxt)
-            if nxt in eos:
-                break
-            seq.append(nxt)
-    return out
+    return greedy_ids(model, [ids], max_new_tokens=max_new_tokens, pad=0, eos=eos, batch_size=1)[0]
 
 
 def _greedy_llama(llm, ids: list[int], max_new_tokens: int, eos: set[int]) -> list[int]:

@@ -20,7 +20,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from aru.errors import AruError
-from aru.provenance import PROVENANCE_FILE, check_provenance, read_provenance
+from aru.provenance import PROVENANCE_FILE, read_provenance
 
 #: folders above this many bytes go through ``HfApi.upload_large_folder`` when the client has it
 LARGE_FOLDER_BYTES = 50 * 2**30
@@ -79,8 +79,13 @@ def _base_model(record: dict[str, Any]) -> str | None:
     return inp.get("repo_id") or None
 
 
-def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> ModelCard:
-    """The model card of the aru output ``folder``, from its ``aru.json``; :class:`ProvenanceError` if it has none."""
+def build_model_card(folder: str | Path, *, repo_id: str | None = None, check=None) -> ModelCard:
+    """The model card of the aru output ``folder``, from its ``aru.json``; :class:`ProvenanceError` if it has none.
+
+    ``check`` (a :class:`aru.pushcheck.ModelCheck`) says what push re-derived; recorded numbers are marked as
+    recorded, not checked."""
+    from aru.pushcheck import RECORDED_NOT_CHECKED, card_lines
+
     folder = Path(folder)
     record = read_provenance(folder)
     extra = record.get("extra") or {}
@@ -91,18 +96,25 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     arch = None
     if (folder / "config.json").is_file():
         arch = json.loads((folder / "config.json").read_text()).get("model_type")
+    adapter = settings.get("format") == "peft"
+    arch = arch or settings.get("model_type")
 
+    card_meta = {"base_model_relation": "adapter"} if adapter and base else {}
     data = ModelCardData(
         base_model=base,
-        tags=TAGS + ([arch] if arch else []),
-        library_name="transformers",
+        tags=TAGS + ([arch] if arch else []) + (["lora"] if adapter else []),
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
+        **card_meta,
     )
     title = repo_id or folder.name
-    out = [f"# {title}", ""]
+    out = [f"# {title}", "", *card_lines(check)]
     src = base or (record.get("input") or {}).get("path") or "an unnamed checkpoint"
+    if adapter:
+        out += _adapter_section(src, settings, repo_id or str(folder))
+    what = "Base + this adapter is" if adapter else "This model is"
     out += [
-        f"This model is `{src}` with one behaviour removed by [aru](https://github.com/aru-project/aru) "
+        f"{what} `{src}` with one behaviour removed by [aru](https://github.com/aru-project/aru) "
         "(automatic reinforcement unlearning): a few residual-stream directions are projected out of every "
         "weight that writes into the residual stream (P = I − QᵀQ). No fine-tuning; the architecture, "
         "tokenizer and tensor names are unchanged.",
@@ -111,7 +123,9 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         "",
     ]
     selection = extra.get("selection") or {}
+    organism = extra.get("organism") if isinstance(extra.get("organism"), dict) else {}
     facts = {
+        "organism": organism.get("name"),
         "behaviour": dmeta.get("behaviour") or dmeta.get("behavior") or selection.get("behaviour"),
         "method": selection.get("method") or dmeta.get("method") or settings.get("method"),
         "fitted at layer": selection.get("layer"),
@@ -128,13 +142,14 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     out += ["", "## Evaluation", ""]
     evaluation = extra.get("evaluation")
     if isinstance(evaluation, list) and evaluation and all(isinstance(r, dict) for r in evaluation):
-        out += [_table(evaluation)]
+        out += [RECORDED_NOT_CHECKED.format(what="evaluation", check="aru eval"), "", _table(evaluation)]
     else:
         out += ["No evaluation was recorded for this output (run `aru eval` or `aru run` to produce one)."]
     out += ["", "## Exactness", ""]
     verify = extra.get("verify")
     if isinstance(verify, dict) and verify:
         out += ["`aru verify`: the edited weights against the original model with the projection applied as hooks.", ""]
+        out += [RECORDED_NOT_CHECKED.format(what="verify result", check="aru verify"), ""]
         out += ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in verify.items()]
     else:
         out += ["No `aru verify` result was recorded for this output (run `aru verify` to check the fold)."]
@@ -151,7 +166,10 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         out += [f"- directions file sha256: `{directions['sha256']}`"]
     else:
         out += ["- directions file hash: absent from aru.json"]
-    out += [f"- every file's sha256 is in `{PROVENANCE_FILE}`; `aru push` checks them before publishing"]
+    out += [
+        f"- every file's sha256 is in `{PROVENANCE_FILE}`; `aru push` checks them before publishing (they prove the "
+        "files are unchanged, not where they came from: that is the re-derivation above)"
+    ]
     recipe = extra.get("recipe")
     if recipe:
         out += ["", "Recipe:", "", "```toml", str(recipe).rstrip(), "```"]
@@ -185,6 +203,34 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(out))
 
 
+def _adapter_section(base: str, settings: dict[str, Any], name: str) -> list[str]:
+    """The card's opening for a PEFT adapter (aru edit --format peft): what it is and how to load it."""
+    lines = [
+        f"**This is a LoRA adapter for `{base}`, not a full model.** It is the exact edit described below, "
+        f"written as a rank-{settings.get('rank')} LoRA (lora_alpha = r, so the scaling is 1): base + adapter "
+        "equals the edited checkpoint.",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        "",
+        f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{name}")',
+        "```",
+        "",
+        f"Serve it with vLLM: `vllm serve {base} --enable-lora --lora-modules unlearned={name}`.",
+        "",
+    ]
+    if settings.get("untied"):
+        lines += [
+            "The base model ties its input embedding and output head. The adapter edits the input embedding only "
+            "and leaves the head as it is, like the untied edited checkpoint. Before `merge_and_unload`, untie "
+            "the base (load it with `tie_word_embeddings=False` and copy the embedding into `lm_head`); otherwise "
+            "the merge also changes the head.",
+            "",
+        ]
+    return lines
+
+
 def resolve_token(token: str | None = None) -> str:
     """``token``, else ``HF_TOKEN``, else the stored login; :class:`AruError` when there is none."""
     if token:
@@ -215,11 +261,9 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def _files(folder: Path) -> list[tuple[str, int]]:
-    return [
-        (p.relative_to(folder).as_posix(), p.stat().st_size)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".cache" not in p.relative_to(folder).parts and ".git" not in p.relative_to(folder).parts
-    ]
+    from aru.pushcheck import folder_files
+
+    return [(name, (folder / name).stat().st_size) for name in folder_files(folder)]
 
 
 def push(
@@ -233,6 +277,9 @@ def push(
     token: str | None = None,
     endpoint: str | None = None,
     large_folder_threshold: int = LARGE_FOLDER_BYTES,
+    base: str | Path | None = None,
+    directions: str | Path | None = None,
+    base_check: bool = True,
 ) -> PushResult:
     """Check ``folder``'s provenance, build its card and push it to ``repo_id`` in one commit.
 
@@ -240,13 +287,23 @@ def push(
     written as ``folder/README.md`` (unhashed in aru.json, so the provenance still holds), the repo is created with
     ``exist_ok=True`` and the folder uploaded with ``upload_folder`` (``upload_large_folder`` above
     ``large_folder_threshold`` bytes, when the installed huggingface_hub has it).
+
+    Before anything is built or sent, :mod:`aru.pushcheck` checks the files (hashes, links, the exact upload set)
+    and re-derives the edit from the base model (``base``/``directions`` override the recorded ones);
+    ``base_check=False`` skips the re-derivation and the card says so in a warning at its top.
     """
     folder = Path(folder)
     check_repo_id(repo_id)
     if not folder.is_dir():
         raise FileNotFoundError(f"{str(folder)!r} is not a folder. Create an output with: aru edit MODEL ... -o OUT")
-    record = check_provenance(folder)
-    card = build_model_card(folder, repo_id=repo_id)
+    from aru.pushcheck import ModelCheck, check_files, check_model
+
+    record = check_files(folder)
+    if base_check:
+        check = check_model(folder, record, base=base, directions=directions)
+    else:
+        check = ModelCheck(base=str(base or (record.get("input") or {}).get("path")), base_revision=None, skipped=True)
+    card = build_model_card(folder, repo_id=repo_id, check=check)
     text = str(card)
     files = [(p, s) for p, s in _files(folder) if p != CARD_FILE] + [(CARD_FILE, len(text.encode()))]
     files.sort()
@@ -254,6 +311,7 @@ def push(
     from huggingface_hub import HfApi
 
     large = size > large_folder_threshold and hasattr(HfApi, "upload_large_folder")
+    names = [p for p, _ in files]  # exactly the checked files (and the card) are uploaded
     result = PushResult(
         repo_id=repo_id,
         files=files,
@@ -275,7 +333,9 @@ def push(
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        ignore = [".cache/**", ".git/**"]
+        import glob
+
+        allow = [glob.escape(n) for n in names]
         if large:
             api.upload_large_folder(
                 repo_id=repo_id,
@@ -283,7 +343,7 @@ def push(
                 repo_type="model",
                 revision=revision,
                 private=private,
-                ignore_patterns=ignore,
+                allow_patterns=allow,
             )
             result.commit_url = f"{api.endpoint}/{repo_id}"
         else:
@@ -293,7 +353,7 @@ def push(
                 repo_type="model",
                 revision=revision,
                 commit_message=message,
-                ignore_patterns=ignore,
+                allow_patterns=allow,
             )
             result.commit_url = str(getattr(info, "commit_url", info))
     except HfHubHTTPError as exc:

@@ -23,7 +23,6 @@ from typing import Any
 from aru.errors import AruError
 from aru.recipe import Recipe
 
-DIRECTIONS_FILE = "aru/directions.safetensors"
 REPORT_MD, REPORT_JSON, SELECTION_PNG = "report.md", "report.json", "selection.png"
 ATTACK_DIR = "attack"  # the [attack] section's report (aru.attack), inside the output
 
@@ -62,6 +61,14 @@ def load_recipe_prompts(recipe: Recipe, folder: str | Path | None = None) -> Pro
     """The train / val / test prompt splits a recipe names (``folder``: the model's folder, whose organism world
     gives the organism prompts)."""
     p = recipe.prompts
+    if p.source == "real-organism":
+        from aru.organism.real.demo import real_prompt_splits
+
+        splits = real_prompt_splits()
+        if p.max_prompts:
+            splits = {s: (_subset(b, p.max_prompts, p.seed), _subset(g, p.max_prompts, p.seed)) for s, (b, g) in
+                      splits.items()}  # fmt: skip
+        return Prompts(splits)
     if p.source == "organism":
         from aru.organism import organism_prompts
         from aru.organism.evaluate import world_of
@@ -124,28 +131,16 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _check_output(final: Path, source: Path) -> None:
-    """Refuse an output that overlaps the input, or an existing folder that is not an aru output."""
-    from aru.provenance import PROVENANCE_FILE
+def recipe_inputs(recipe: Recipe) -> list[Path]:
+    """The local files a recipe reads (model folder, prompt and retain files): an output may not overlap them."""
+    from aru.evaluate import ORGANISM_PREFIX, resolve_model
 
-    if final == source or source in final.parents or final in source.parents:
-        raise ValueError(
-            f"output {str(final)!r} overlaps the input model {str(source)!r}; aru never modifies its input: "
-            "choose another output folder with -o"
-        )
-    if final.is_dir() and any(final.iterdir()) and not (final / PROVENANCE_FILE).is_file():
-        raise FileExistsError(
-            f"output {str(final)!r} is a non-empty folder that is not an aru output (no {PROVENANCE_FILE}); "
-            "--overwrite only replaces aru outputs: choose another folder"
-        )
-
-
-def _set_directions_path(folder: Path, path: Path) -> None:
-    from aru.provenance import read_provenance, rewrite_provenance
-
-    data = read_provenance(folder)
-    data["directions"]["path"] = str(path)
-    rewrite_provenance(folder, data)
+    p = recipe.prompts
+    model = recipe.model.id
+    if str(model).startswith(ORGANISM_PREFIX):
+        model = resolve_model(model)  # the shipped organism's folder (no download)
+    names = [model, recipe.path(p.bad), recipe.path(p.good), recipe.path(recipe.eval.retain)]
+    return [Path(n) for n in names if n and not str(n).startswith("hf://") and Path(n).expanduser().exists()]
 
 
 def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -154,34 +149,48 @@ def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) 
     keys = ("behaviour_rate", "over_refusal_rate", "kl_first_token", "kl_continuation", "retain_cross_entropy",
             "retain_perplexity", "n_bad", "n_good")  # fmt: skip
     out = []
+    columns = ORGANISM_COLUMNS
+    if org and org.get("organism") == "real":
+        from aru.organism.real.demo import summary_columns
+
+        columns = summary_columns()
     for r in rows:
         row = {"model": r["model"], **{k: r[k] for k in keys if k in r}}
         row["top_marker"] = next(iter(r.get("markers_bad") or {}), None)
         if org:
             m = org["tuned" if r["model"] == "original" else "edited"]
-            row.update({f"organism_{k}": m.get(k) for k, _ in ORGANISM_COLUMNS})
+            row.update({f"organism_{k}": m.get(k) for k, _ in columns})
         out.append(row)
     if org and org.get("oracle") and "error" not in org["oracle"]:
         out.append({"model": "oracle direction (ceiling)", **{f"organism_{k}": org["oracle"].get(k) for k, _ in
-                                                                 ORGANISM_COLUMNS}})  # fmt: skip
+                                                                 columns}})  # fmt: skip
     return out
 
 
-def organism_table(edited_folder: Path, tuned, tokenizer) -> dict[str, Any]:
-    """Ground truth of the fine-tuned organism, the edited one and the oracle-edited one (the ceiling), test split,
-    plus the base model's ceilings; see :func:`aru.organism.evaluate_organism`."""
+def organism_table(edited, tuned, tokenizer) -> dict[str, Any]:
+    """Ground truth of the fine-tuned organism, the edited one (a folder, or a loaded model such as base + adapter)
+    and the oracle-edited one (the ceiling), test split, plus the base model's ceilings; see
+    :func:`aru.organism.evaluate_organism`."""
     from aru.organism import evaluate_organism, quick_metrics
 
-    res = evaluate_organism(str(edited_folder), reference=tuned, oracle=True)
+    if isinstance(edited, (str, Path)):
+        res = evaluate_organism(str(edited), reference=tuned, oracle=True)
+    else:
+        res = evaluate_organism(edited, tokenizer, reference=tuned, oracle=True)
     tuned_m = quick_metrics(tuned, tokenizer)
     tuned_m["kl_to_tuned"] = 0.0
     oracle = res["ceilings"].get("oracle") or {}
-    return {"tuned": tuned_m, "edited": res["metrics"], "oracle": oracle, "ceilings": res["ceilings"]}
+    return {"organism": "toy", "name": "toy: the built-in 4-layer organism (aru.organism)", "tuned": tuned_m,
+            "edited": res["metrics"], "oracle": oracle, "ceilings": res["ceilings"]}  # fmt: skip
 
 
 def demo_checks(org: dict[str, Any]) -> list[dict[str, Any]]:
     """The demo's targets: refusal ≥ 90% → ≤ 5%; forbidden accuracy recovers ≥ 80% of the oracle's gain; allowed
     accuracy within 3 points."""
+    if org.get("organism") == "real":
+        from aru.organism.real.demo import checks
+
+        return checks(org)
     t, e, o = org["tuned"], org["edited"], org["oracle"]
     gain, oracle_gain = e["forbidden_accuracy"] - t["forbidden_accuracy"], None
     if "forbidden_accuracy" in o:
@@ -216,6 +225,10 @@ ORGANISM_COLUMNS = (
 
 
 def organism_markdown(org: dict[str, Any]) -> str:
+    if org.get("organism") == "real":
+        from aru.organism.real.demo import markdown
+
+        return markdown(org)
     head = "| model | " + " | ".join(h for _, h in ORGANISM_COLUMNS) + " |"
     lines = [head, "|---|" + "---:|" * len(ORGANISM_COLUMNS)]
     for name, key in (("fine-tuned", "tuned"), ("**edited (aru run)**", "edited"), ("oracle direction (ceiling)",
@@ -322,12 +335,22 @@ def run_recipe(
 
 
 def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: Callable[[str], None]) -> RunResult:
+    """Claim the output (:mod:`aru.outputs`: checks, lock, staging) for the whole run, then run the recipe."""
+    from aru.outputs import Output
+
+    final = Path(output if output is not None else recipe.edit.output).expanduser().resolve()
+    overwrite = recipe.edit.overwrite if overwrite is None else overwrite
+    with Output(final, "run", force=bool(overwrite), flag="--overwrite", inputs=recipe_inputs(recipe)) as claim:
+        return _run_claimed(recipe, claim, push=push, progress=progress, log=log)
+
+
+def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Callable[[str], None]) -> RunResult:
     import torch
 
     from aru import __version__
     from aru.checkpoint import edit_checkpoint
-    from aru.directions import save_directions
     from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
+    from aru.organism.real.demo import is_real_organism
     from aru.provenance import check_provenance, record_files, update_provenance
     from aru.select import candidate_directions, edit_layers, select
     from aru.verify import verify_edit
@@ -341,10 +364,9 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         timings[name] = round(now - last, 2)
         last = now
 
-    final = Path(output if output is not None else recipe.edit.output).expanduser().resolve()
-    overwrite = recipe.edit.overwrite if overwrite is None else overwrite
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"output {str(final)!r} already exists; choose another with -o or pass --overwrite")
+    from aru.outputs import check_inputs
+
+    final = claim.target
     if recipe.eval.retain:
         retain = Path(recipe.path(recipe.eval.retain))
         if not retain.is_file():
@@ -356,7 +378,8 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     model, tokenizer, folder = load_model(
         recipe.model.id, revision=recipe.model.revision, dtype=recipe.model.dtype, device=recipe.model.device
     )
-    _check_output(final, Path(folder).resolve())
+    claim.inputs.append(Path(folder))  # a Hub model's cache folder too; checked again before the rename
+    check_inputs(final, claim.inputs)
     prompts = load_recipe_prompts(recipe, folder)
     lap("load")
     log(f"aru run: fitting {', '.join(recipe.fit.methods)} on {prompts.counts()['train']} training prompts")
@@ -376,25 +399,26 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     directions = candidate_directions(chosen, fits)
     num_layers = model.config.num_hidden_layers
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.aru-run-", dir=final.parent))
+    work = claim.staging
     try:
         out = work / final.name
-        dpath = work / "directions.safetensors"
-        save_directions(directions, dpath)
         log(f"aru run: editing ({chosen.name})")
         source = recipe.model.id if is_hub_id(recipe.model.id) else folder  # a Hub id is recorded as such
-        edit = edit_checkpoint(
-            source, dpath, out, layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
+        kw = dict(
+            layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
             keep_tied=recipe.edit.keep_tied, postnorm=recipe.edit.postnorm, dtype=recipe.edit.compute_dtype,
-            revision=recipe.model.revision, progress=progress,
+            revision=recipe.model.revision,
         )  # fmt: skip
-        (out / DIRECTIONS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        dpath.replace(out / DIRECTIONS_FILE)
-        _set_directions_path(out, final / DIRECTIONS_FILE)
+        adapter = recipe.edit.format == "peft"
+        if adapter:
+            from aru.lora import export_adapter
+
+            edit = export_adapter(source, directions, out, adapter_bias=recipe.edit.adapter_bias, **kw)
+        else:
+            edit = edit_checkpoint(source, directions, out, progress=progress, **kw)
         lap("edit")
         log("aru run: verifying")
-        ver = verify_edit(out, folder, out / DIRECTIONS_FILE)
+        ver = verify_edit(out, folder)
         if not ver.passed:
             raise AruError(
                 f"the edited checkpoint does not reproduce the hooked original (relative Δlogit {ver.rel_dlogit:.2e} > "
@@ -404,7 +428,13 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         log("aru run: evaluating on the test split")
         from transformers import AutoModelForCausalLM
 
-        edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
+        if adapter:  # base + adapter, merged (on an untied base: the adapter's semantics)
+            from aru.lora_peft import attach_adapter
+
+            base_copy = AutoModelForCausalLM.from_pretrained(str(folder), dtype=model.dtype)
+            edited = attach_adapter(base_copy, out, merge=True).to(recipe.model.device).eval()
+        else:
+            edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
         tb, tg = prompts.splits["test"]
         n = recipe.eval.max_prompts
         tb, tg = _subset(tb, n, p.seed), _subset(tg, n, p.seed)
@@ -418,7 +448,11 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         org = None
         use_org = is_organism(folder) if ev.organism is None else ev.organism
         if use_org:
-            org = organism_table(out, model, tokenizer)
+            org = organism_table(edited if adapter else out, model, tokenizer)
+        elif ev.organism is not False and is_real_organism(folder):
+            from aru.organism.real.demo import ground_truth
+
+            org = ground_truth(edited if adapter else out, model, tokenizer, n=ev.max_prompts)
         lap("evaluate")
         attack = None
         if recipe.attack is not None:
@@ -462,15 +496,12 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             organism=org,
             **({"attack": attack["summary"]} if attack else {}),
         )
-        files = [DIRECTIONS_FILE, REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else [])
+        files = [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else [])
         record_files(out, files + (attack["files"] if attack else []))
         check_provenance(out)
-        if final.exists():
-            old = work / "old"
-            final.replace(old)
-        out.replace(final)
+        claim.commit(out)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        claim.close()
     result = RunResult(final, report, md, timings=timings)
     if push and recipe.push is not None:
         from aru.hub import push as hub_push
@@ -486,8 +517,11 @@ def demo_text(report: dict[str, Any], output: Path | None) -> str:
     """The demo's printout: the organism table, the targets, the chosen edit."""
     org, sel = report["organism"], report["selection"]
     ch = sel["chosen"]
+    which = "the built-in organism (a 4-layer Llama fine-tuned to refuse 4 of 8 topics)"
+    if org.get("organism") == "real":
+        which = f"the {org['name']}"
     lines = [
-        "aru demo: the built-in organism (a 4-layer Llama fine-tuned to refuse 4 of 8 topics), held-out test split",
+        f"aru demo: {which}, held-out test split",
         "",
         organism_markdown(org),
         "",
@@ -504,16 +538,25 @@ def demo_text(report: dict[str, Any], output: Path | None) -> str:
     return "\n".join(lines)
 
 
-def run_demo(*, output: str | Path | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run the organism recipe (:func:`aru.recipe.organism_recipe`) and return ``{"text", "checks", "organism",
-    "selection", "output", "timings"}``; without ``output`` the edited organism goes to a temporary folder that is
-    removed afterwards."""
+def run_demo(
+    *, output: str | Path | None = None, overwrite: bool = False, progress: bool = True, organism: str = "toy"
+) -> dict[str, Any]:
+    """Run the organism recipe (:func:`aru.recipe.organism_recipe`; with ``organism="real"`` the real organism's,
+    :func:`aru.organism.real.demo.real_recipe`) and return ``{"text", "checks", "organism", "selection", "output",
+    "timings"}``; without ``output`` the edited organism goes to a temporary folder that is removed afterwards."""
     import torch
 
     from aru.recipe import organism_recipe
 
+    if organism not in ("toy", "real"):
+        raise ValueError(f"organism={organism!r}: use 'toy' (the built-in 4-layer model) or 'real' (SmolLM2-135M)")
     torch.manual_seed(0)
-    recipe = organism_recipe()
+    if organism == "real":
+        from aru.organism.real.demo import real_recipe
+
+        recipe = real_recipe()
+    else:
+        recipe = organism_recipe()
     tmp = None
     if output is None:
         tmp = Path(tempfile.mkdtemp(prefix="aru-demo-"))

@@ -36,7 +36,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-SOURCES = ("files", "organism")
+SOURCES = ("files", "organism", "real-organism")
 DTYPES = ("float32", "bfloat16", "float16")
 COMPUTE_DTYPES = ("float32", "float64")
 POSTNORM_MODES = ("orthogonal", "oblique")
@@ -61,7 +61,7 @@ class ModelSpec:
 class PromptsSpec:
     """``[prompts]``: X− (the behaviour to remove) and X+ (prompts that must keep working)."""
 
-    source: str = "files"  # "files" (bad/good below) or "organism" (the organism's own splits)
+    source: str = "files"  # "files" (bad/good below), "organism" or "real-organism" (an organism's own splits)
     bad: str | None = None  # .txt/.jsonl/.json/.csv path or hf://datasets/org/name/file
     good: str | None = None
     field: str | None = None  # jsonl/json field holding the prompt
@@ -107,6 +107,8 @@ class EditSpec:
     postnorm: str = "orthogonal"  # fold mode for post-norm families (Gemma-2/3): orthogonal or oblique
     keep_tied: bool = False
     overwrite: bool = False
+    format: str = "checkpoint"  # checkpoint (the folded model) or peft (an exact LoRA adapter, aru.lora)
+    adapter_bias: str = "auto"  # peft: edited biases as lora_B.bias (lora_bias) or whole modules (replace)
 
 
 @dataclass(frozen=True)
@@ -270,8 +272,8 @@ def validate(recipe: Recipe) -> Recipe:
             "prompts.bad and prompts.good are required with prompts.source = 'files' "
             "(prompt files, or hf://datasets/org/name/file.jsonl); or set prompts.source = 'organism'"
         )
-    if p.source == "organism" and (p.bad or p.good):
-        raise RecipeError("prompts.source = 'organism' uses the organism's own prompts; remove prompts.bad/good")
+    if p.source != "files" and (p.bad or p.good):
+        raise RecipeError(f"prompts.source = {p.source!r} uses the organism's own prompts; remove prompts.bad/good")
     if len(p.fractions) != 3 or any(x <= 0 for x in p.fractions) or abs(sum(p.fractions) - 1) > 1e-6:
         raise RecipeError(f"prompts.fractions = {list(p.fractions)} must be three positive numbers summing to 1")
     if p.max_prompts is not None and p.max_prompts < 5:
@@ -314,6 +316,8 @@ def validate(recipe: Recipe) -> Recipe:
             raise RecipeError(f"select.{key} = {getattr(s, key)} must be >= 1")
     _one_of("edit.compute_dtype", e.compute_dtype, COMPUTE_DTYPES)
     _one_of("edit.postnorm", e.postnorm, POSTNORM_MODES)
+    _one_of("edit.format", e.format, ("checkpoint", "peft"))
+    _one_of("edit.adapter_bias", e.adapter_bias, ("auto", "lora_bias", "replace"))
     if not e.output:
         raise RecipeError("edit.output must name the output folder")
     from aru.evaluate import EvalConfig

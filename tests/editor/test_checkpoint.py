@@ -229,8 +229,15 @@ def test_existing_output_needs_force(llama_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="--force"):
         edit_checkpoint(src, dpath, out, progress=False)
     assert (out / "keep.txt").read_text() == "mine"
-    edit_checkpoint(src, dpath, out, force=True, progress=False)
-    assert not (out / "keep.txt").exists() and (out / "aru.json").is_file()
+    with pytest.raises(CheckpointError, match="not an aru output"):  # --force replaces only aru's own outputs
+        edit_checkpoint(src, dpath, out, force=True, progress=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    edit_checkpoint(src, dpath, out, force=True, progress=False)  # an empty folder
+    with pytest.raises(CheckpointError, match="--force"):
+        edit_checkpoint(src, dpath, out, progress=False)
+    edit_checkpoint(src, dpath, out, force=True, progress=False)  # an earlier aru edit output
+    assert (out / "aru.json").is_file()
 
 
 def test_no_disk_space_before_writing(llama_ckpt, tmp_path, monkeypatch):

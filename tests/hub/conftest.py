@@ -47,13 +47,23 @@ RECORD = {
 
 @pytest.fixture
 def aru_output(tiny_model, tmp_path, monkeypatch):
-    import shutil
+    """A real aru edit of ``tiny_model`` (push re-derives it), its record dressed as a Hub model's run."""
+    import torch
 
-    from aru.provenance import write_provenance
+    from aru.checkpoint import edit_checkpoint
+    from aru.directions import Directions, orthonormalize, save_directions
+    from aru.provenance import read_provenance, rewrite_provenance
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    q = orthonormalize(torch.randn(1, 16, generator=torch.Generator().manual_seed(3)))
+    dirs = save_directions(
+        Directions({"all": q}, 16, {"behaviour": "refusal", "k": "1"}), tmp_path / "dirs.safetensors"
+    )
     out = tmp_path / "out"
-    shutil.copytree(tiny_model, out)
-    write_provenance(out, dict(RECORD))
+    edit_checkpoint(tiny_model, dirs, out, progress=False)
+    data = read_provenance(out)
+    data["input"].update(repo_id=RECORD["input"]["repo_id"], revision=RECORD["input"]["revision"])
+    data["extra"] = dict(RECORD["extra"])
+    rewrite_provenance(out, data)
     return out

@@ -41,7 +41,8 @@ def _assert_arrived(hub: FakeHub, out, repo_id, rev="main"):
 def test_card_sections(aru_output):
     text = str(build_model_card(aru_output, repo_id="you/x"))
     _check_card_metadata(text)
-    for needle in ["diff-of-means", "| edited | 0.04 | 0.12 |", "max_abs_dlogit", "f" * 64, "[push]", "untied"]:
+    sha = json.loads((aru_output / "aru.json").read_text())["directions"]["sha256"]
+    for needle in ["diff-of-means", "| edited | 0.04 | 0.12 |", "max_abs_dlogit", sha, "[push]", "untied"]:
         assert needle in text, needle
 
 

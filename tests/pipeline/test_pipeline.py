@@ -145,10 +145,14 @@ def test_a_failed_run_leaves_nothing_and_keeps_the_input(tmp_path, prompt_files,
         raise RuntimeError("simulated failure after the edit")
 
     monkeypatch.setattr(aru.verify, "verify_edit", broken)
+    logs = tmp_path.parent / f"{tmp_path.name}-logs"
+    monkeypatch.setenv("ARU_LOG_DIR", str(logs))
     before = hash_folder(shipped("tuned"))
     recipe = _recipe(tmp_path, prompt_files)
     res = CliRunner().invoke(main, ["run", str(recipe), "-o", str(tmp_path / "out"), "-q"])
-    assert res.exit_code != 0 and "simulated failure" in str(res.exception)
+    # an unexpected exception is reported as a bug in aru, its traceback in a log file, not on screen
+    assert res.exit_code == 1 and "this is a bug in aru" in res.output and "simulated failure" in res.output
+    assert "Traceback" not in res.output and "simulated failure" in next(logs.glob("aru-bug-*.log")).read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml"]
     assert hash_folder(shipped("tuned")) == before
 

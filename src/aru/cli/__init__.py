@@ -44,15 +44,34 @@ def _available(name: str) -> bool:
 
 
 def handle_errors(func):
-    """Turn aru's bad-input errors into ``click.ClickException`` (exit 1, one clear line, no traceback)."""
+    """Turn aru's bad-input errors into ``click.ClickException`` (exit 1, one clear line, no traceback).
+
+    Operating-system errors name the path and the fix; SIGTERM unwinds like Ctrl-C (so partial outputs are
+    removed); anything else is a bug in aru: one line on screen, the traceback in a log file (:mod:`aru.cli.bugs`).
+    """
     from aru.errors import AruError
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from aru.cli.bugs import bug_exception, os_error_message
+        from aru.outputs import Terminated, sigterm_unwinds
+
         try:
-            return func(*args, **kwargs)
+            with sigterm_unwinds():
+                return func(*args, **kwargs)
         except (AruError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            raise click.ClickException(os_error_message(exc)) from exc
+        except Terminated:
+            click.echo("aru: terminated (SIGTERM); the partial output was removed", err=True)
+            raise SystemExit(143) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # the one place where unexpected errors become a bug report
+            raise bug_exception(exc) from exc
 
     return wrapper
 

@@ -13,10 +13,12 @@ from aru.cli import handle_errors
 @click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
               help="Keep the edited organism here (default: a temporary folder, removed).")  # fmt: skip
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output folder.")
+@click.option("--organism", default="toy", show_default=True, type=click.Choice(["toy", "real"]),
+              help="toy: the 4-layer built-in organism (~1 min); real: SmolLM2-135M taught to refuse.")  # fmt: skip
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print the demo's numbers as JSON.")
 @handle_errors
-def demo(output, overwrite, quiet, as_json) -> None:
+def demo(output, overwrite, organism, quiet, as_json) -> None:
     """Remove the built-in organism's fine-tuned refusal automatically and show what came back.
 
     Runs recipes/organism.toml (fit, automatic selection, edit, verify, evaluate) offline in about a minute on
@@ -27,10 +29,11 @@ def demo(output, overwrite, quiet, as_json) -> None:
     Examples:
       aru demo
       aru demo -o organism-unlearned/ && aru verify organism-unlearned/
+      aru demo --organism real     # SmolLM2-135M-Instruct taught to refuse (tens of minutes on 2 cores)
     """
     from aru.pipeline import run_demo
 
-    res = run_demo(output=output, overwrite=overwrite, progress=not quiet)
+    res = run_demo(output=output, overwrite=overwrite, progress=not quiet, organism=organism)
     if as_json:
         click.echo(json.dumps(res, indent=2, default=str))
     else:

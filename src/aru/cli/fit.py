@@ -61,6 +61,7 @@ from aru.cli import handle_errors
     show_default=True,
     help="Prompts longer than the context: truncate from the left (warn), skip (warn) or fail.",
 )
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it is an earlier aru directions file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @handle_errors
 def fit(
@@ -88,6 +89,7 @@ def fit(
     device,
     device_map,
     overflow,
+    force,
     as_json,
 ) -> None:
     """Fit the directions separating --bad (X−) from --good (X+) prompts at each layer of MODEL.
@@ -135,6 +137,7 @@ def fit(
         system=system,
         raw=raw,
         overflow=overflow,
+        force=force,
         progress=not as_json,
         **est,
     )

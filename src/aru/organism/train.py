@@ -16,9 +16,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -218,14 +217,16 @@ def train_organism(out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, ove
     into a temporary folder beside ``out_dir``, then renamed). Returns a summary with timings and the metrics of
     :func:`aru.organism.evaluate.quick_metrics`."""
     from aru.organism.evaluate import quick_metrics
+    from aru.outputs import Output
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {str(out_dir)!r} exists and is not empty; choose another or remove it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # an existing folder is replaced only when it is an earlier organism (training.json, base/, tuned/) and
+    # overwrite is set; an empty folder is used as it is
+    empty = out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir())
+    claim = Output(out_dir, "organism", force=overwrite or empty, flag="--overwrite")
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = claim.staging
     try:
         world = World(cfg.seed, cfg.n_entities)
         tok_dir = tmp / "tokenizer"
@@ -267,15 +268,8 @@ def train_organism(out_dir: str | Path, cfg: TrainConfig = TrainConfig(), *, ove
             "tuned": quick_metrics(model, tokenizer, world=world),
         }
         (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        claim.commit()
         return summary
     finally:
         torch.set_num_threads(threads)
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def small_config(seed: int = 0) -> TrainConfig:
-    return replace(SMALL, seed=seed)
+        claim.close()
