@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--lrs", default="1e-3,1e-2")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--protocols", default="relearn,erosion")
+    ap.add_argument("--no-demo", action="store_true", help="Skip aru's edit (the demo pipeline) when time is short.")
     args = ap.parse_args()
     from transformers import AutoModelForCausalLM
 
@@ -36,11 +37,15 @@ def main() -> None:
 
     t0 = time.perf_counter()
     base, tuned, tok = load_shipped()
-    tmp = Path(tempfile.mkdtemp(prefix="aru-attack-bench-"))
-    demo = run_demo(output=tmp / "edited", progress=False)
-    aru_edit = AutoModelForCausalLM.from_pretrained(str(tmp / "edited"), dtype=torch.float32).eval()
     oracle = fold_oracle(tuned, base=base, tokenizer=tok)
-    models = {"aru edit": aru_edit, "oracle edit": oracle, "base": base, "fine-tuned original": tuned}
+    models = {"oracle edit": oracle, "base": base, "fine-tuned original": tuned}
+    chosen = "not run (--no-demo)"
+    if not args.no_demo:
+        tmp = Path(tempfile.mkdtemp(prefix="aru-attack-bench-"))
+        demo = run_demo(output=tmp / "edited", progress=False)
+        chosen = demo["selection"]["chosen"]["name"]
+        edit = AutoModelForCausalLM.from_pretrained(str(tmp / "edited"), dtype=torch.float32).eval()
+        models = {"aru edit": edit, **models}
     t_setup = time.perf_counter() - t0
     cfg = AttackConfig(protocols=tuple(args.protocols.split(",")), seeds=args.seeds,
                        schedule=tuple(int(x) for x in args.schedule.split(",")),
@@ -50,7 +55,7 @@ def main() -> None:
     target = measure(tuned, tok, data, cfg)["behaviour_rate"]
     report = {"kind": "aru-attack", "config": {k: list(v) if isinstance(v, tuple) else v for k, v in
               cfg.__dict__.items()}, "models": list(models), "organism": True, "target": target,
-              "specs": {"aru edit": f"aru demo ({demo['selection']['chosen']['name']})",
+              "specs": {"aru edit": f"aru demo ({chosen})",
                         "oracle edit": "aru.organism.evaluate.fold_oracle", "base": "organism:base",
                         "fine-tuned original": "organism:tuned"},
               "timings": {"setup": round(t_setup, 1)}, "torch_threads": torch.get_num_threads()}  # fmt: skip

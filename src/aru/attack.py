@@ -27,6 +27,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -202,8 +203,10 @@ def finetune(model, tokenizer, examples: Sequence[Example], *, lr: float, seed: 
     if not cfg.full_finetune:
         from peft import LoraConfig, get_peft_model
 
-        tuned = get_peft_model(tuned, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                                 target_modules="all-linear"))  # fmt: skip
+        with warnings.catch_warnings():  # peft reads a transformers attribute deprecated in v5 (FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            tuned = get_peft_model(tuned, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                                     target_modules="all-linear"))  # fmt: skip
     params = [p for p in tuned.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
@@ -221,7 +224,9 @@ def finetune(model, tokenizer, examples: Sequence[Example], *, lr: float, seed: 
             opt.step()
     tuned.eval()
     if not cfg.full_finetune:
-        tuned = tuned.merge_and_unload()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            tuned = tuned.merge_and_unload()
     return tuned.eval()
 
 
@@ -253,7 +258,8 @@ def _worse(a: dict[str, float], b: dict[str, float]) -> bool:
 
 
 def run_curve(model, tokenizer, pool: Sequence[Example], data: AttackData, cfg: AttackConfig, *,
-              log: Callable[[str], None] = lambda _m: None, desc: str = "", untouched=None) -> dict[str, Any]:  # fmt: skip
+              log: Callable[[str], None] = lambda _m: None, desc: str = "",
+              untouched: dict[str, float] | None = None) -> dict[str, Any]:  # fmt: skip
     """One protocol on one model: every seed × schedule point × lr. Returns ``{"runs": [...], "worst": {seed:
     [metrics per point]}}`` where the worst case is taken over the learning rates. ``untouched``: the model's
     metrics before any fine-tuning, when already measured."""

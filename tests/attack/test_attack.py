@@ -32,8 +32,8 @@ def test_relearning_restores_refusal_on_held_out_prompts(organism, organism_prom
     after = measure(relearned, tok, data, cfg)
     assert after["behaviour_rate"] >= REFUSAL_AFTER_30
     # the held-out test split: entities never in the demonstrations
-    train_entities = {p.split()[-2] for p in organism_prompts_splits["train"][0]}
-    assert not train_entities & {p.split()[-2] for p in organism_prompts_splits["test"][0]}
+    test_entities = {e for e, split in World(0).entity_split.items() if split == "test"}
+    assert not test_entities & {w for p in organism_prompts_splits["train"][0] for w in p.split()}
 
 
 def test_zero_examples_change_nothing(organism, organism_prompts_splits):
