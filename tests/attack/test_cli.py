@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from aru.cli import main
 
-FAST = ["organism:tuned", "--base", "organism:base", "--reference", "organism:tuned", "--protocol", "relearn",
+FAST = ["attack", "organism:tuned", "--base", "organism:base", "--reference", "organism:tuned", "--protocol", "relearn",
         "--schedule", "0,2", "--seeds", "1", "--lrs", "1e-3", "-q"]  # fmt: skip
 
 
