@@ -153,6 +153,10 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None, check=No
         out += ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in verify.items()]
     else:
         out += ["No `aru verify` result was recorded for this output (run `aru verify` to check the fold)."]
+    from aru.attack_report import robustness_section
+
+    robustness = robustness_section(extra.get("attack"))  # "## Robustness" when aru run had an [attack] section
+    out += ["", *robustness[:-1]] if robustness else []
     out += ["", "## Reproduction", ""]
     out += [f"- aru version: `{record.get('aru_version')}`", f"- created: {record.get('created')}"]
     inp = record.get("input") or {}

@@ -24,6 +24,7 @@ from aru.errors import AruError
 from aru.recipe import Recipe
 
 REPORT_MD, REPORT_JSON, SELECTION_PNG = "report.md", "report.json", "selection.png"
+ATTACK_DIR = "attack"  # the [attack] section's report (aru.attack), inside the output
 
 
 @dataclass
@@ -249,6 +250,13 @@ def _fit_markdown(tables: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _attack_lines(summary) -> list[str]:
+    from aru.attack_report import robustness_section
+
+    lines = robustness_section(summary)
+    return lines + ([f"Full attack report: `{ATTACK_DIR}/report.md`.", ""] if lines else [])
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The run report (report.md)."""
     from aru.evaluate import rows_markdown
@@ -294,6 +302,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         _fit_markdown(report["fit"]),
         "",
+        *(_attack_lines(report.get("attack"))),
         "## Timings (s)",
         "",
         ", ".join(f"{k} {v:.1f}" for k, v in report["timings"].items()),
@@ -445,6 +454,13 @@ def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Call
 
             org = ground_truth(edited if adapter else out, model, tokenizer, n=ev.max_prompts)
         lap("evaluate")
+        attack = None
+        if recipe.attack is not None:
+            from aru.attack import attack_output
+
+            log("aru run: attacking the edit ([attack])")
+            attack = attack_output(edited, model, tokenizer, recipe, prompts.splits, folder, out / ATTACK_DIR, log=log)
+            lap("attack")
         del edited
         ver_d = ver.to_dict() | {"edited": str(final)}  # it was verified in the staging folder
         timings["total"] = round(time.perf_counter() - t0, 2)
@@ -462,6 +478,7 @@ def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Call
             "organism": org,
             "checks": demo_checks(org) if org and org.get("oracle") and "error" not in org["oracle"] else [],
             "timings": timings,
+            "attack": attack["summary"] if attack else None,
             "torch_threads": torch.get_num_threads(),
         }
         md = report_markdown(report)
@@ -477,8 +494,10 @@ def _run_claimed(recipe: Recipe, claim, *, push: bool, progress: bool, log: Call
             selection=selection.to_dict(),
             recipe=recipe.text,
             organism=org,
+            **({"attack": attack["summary"]} if attack else {}),
         )
-        record_files(out, [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
+        files = [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else [])
+        record_files(out, files + (attack["files"] if attack else []))
         check_provenance(out)
         claim.commit(out)
     finally:

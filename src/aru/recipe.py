@@ -1,8 +1,9 @@
 """Recipes: a TOML file that drives ``aru run`` from prompts to a verified, evaluated checkpoint.
 
 A recipe has the sections ``[model]`` (required), ``[prompts]``, ``[fit]``, ``[select]``, ``[edit]``, ``[eval]`` and
-the optional ``[push]``; every key has its default in the dataclasses below (the one place defaults live). Unknown
-sections and keys are rejected, naming the key and its section; values are type-checked and range-checked.
+the optional ``[push]`` and ``[attack]``; every key has its default in the dataclasses below (the one place defaults
+live). Unknown sections and keys are rejected, naming the key and its section; values are type-checked and
+range-checked.
 
 Relative paths of local prompt and retain files are resolved against the recipe's folder; ``edit.output`` against
 the current directory. ``prompts.source = "organism"`` uses the built-in organism's train/val/test prompt splits.
@@ -133,6 +134,21 @@ class PushSpec:
 
 
 @dataclass(frozen=True)
+class AttackSpec:
+    """``[attack]`` (optional): ``aru attack`` on the edited output after evaluation (see :mod:`aru.attack`)."""
+
+    base: str = ""  # required in this section: the model that never had the behaviour (e.g. organism:base)
+    protocols: tuple[str, ...] = ("erosion", "relearn", "reextract")
+    seeds: int = 3
+    schedule: tuple[int, ...] = (0, 1, 3, 10, 30, 100)
+    lrs: tuple[float, ...] = (1e-4, 1e-3)
+    epochs: int = 3
+    full_finetune: bool = False
+    lora_r: int = 16
+    max_prompts: int | None = None
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A parsed, validated recipe."""
 
@@ -143,6 +159,7 @@ class Recipe:
     edit: EditSpec = field(default_factory=EditSpec)
     eval: EvalSpec = field(default_factory=EvalSpec)
     push: PushSpec | None = None
+    attack: AttackSpec | None = None
     name: str = ""
     description: str = ""
     base_dir: Path = Path(".")
@@ -171,6 +188,7 @@ SECTIONS: dict[str, type] = {
     "edit": EditSpec,
     "eval": EvalSpec,
     "push": PushSpec,
+    "attack": AttackSpec,
 }
 TOP_LEVEL = ("name", "description")
 
@@ -325,7 +343,25 @@ def validate(recipe: Recipe) -> Recipe:
         from aru.hub import check_repo_id
 
         check_repo_id(recipe.push.repo_id)
+    if recipe.attack is not None:
+        a = recipe.attack
+        if not a.base:
+            raise RecipeError("[attack] needs base = 'MODEL' (the model that never had the behaviour, e.g. "
+                              "'organism:base'), or remove the [attack] section")  # fmt: skip
+        try:
+            attack_config(a)
+        except ValueError as exc:
+            raise RecipeError(f"[attack]: {exc}") from exc
     return recipe
+
+
+def attack_config(spec: AttackSpec):
+    """The :class:`aru.attack.AttackConfig` of an ``[attack]`` section."""
+    from aru.attack import AttackConfig
+
+    return AttackConfig(protocols=spec.protocols, seeds=spec.seeds, schedule=spec.schedule, lrs=spec.lrs,
+                        epochs=spec.epochs, full_finetune=spec.full_finetune, lora_r=spec.lora_r,
+                        max_prompts=spec.max_prompts)  # fmt: skip
 
 
 def parse_recipe(text: str, *, base_dir: str | Path = ".", source: str = "<recipe>") -> Recipe:

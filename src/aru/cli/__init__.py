@@ -15,6 +15,7 @@ import click
 
 # name -> "module:attribute"; each module owns exactly one stage of the pipeline.
 COMMANDS: dict[str, str] = {
+    "attack": "aru.cli.attack:attack",
     "demo": "aru.cli.demo:demo",
     "edit": "aru.cli.edit:edit",
     "eval": "aru.cli.evaluate:eval_cmd",
