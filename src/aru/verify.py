@@ -63,8 +63,10 @@ def load_float32(folder: str | Path, model_type: str):
     from transformers import AutoModelForCausalLM
 
     from aru.arch import get_spec
+    from aru.checkpoint import load_config
 
-    kw = {"experts_implementation": "eager"} if get_spec(model_type).has_experts else {}
+    raw = load_config(Path(folder), check_arch=False)[0]
+    kw = {"experts_implementation": "eager"} if get_spec(model_type, raw).has_experts else {}
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw).eval()
 
 
