@@ -13,7 +13,6 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
-from aru.directions import Directions, load_directions, save_directions  # noqa: E402
 from aru.errors import (  # noqa: E402
     AruError,
     AruWarning,
@@ -25,24 +24,27 @@ from aru.errors import (  # noqa: E402
 
 # heavier parts of the API, imported on first use (``import aru`` stays cheap for the CLI)
 _LAZY = {
+    "Directions": "aru.directions",
     "EditPlan": "aru.model_edit",
     "EditResult": "aru.checkpoint",
     "FitResult": "aru.estimators",
     "PushResult": "aru.hub",
     "VerifyResult": "aru.verify",
     "build_model_card": "aru.hub",
-    "capture": "aru.capture",
+    "capture_activations": ("aru.capture", "capture"),
     "edit_checkpoint": "aru.checkpoint",
     "fit_directions": "aru.estimators",
     "fold_into_model": "aru.model_edit",
     "get_estimator": "aru.estimators",
     "get_spec": "aru.arch",
+    "load_directions": "aru.directions",
     "load_prompts": "aru.prompts",
     "load_recipe": "aru.recipe",
     "make_plan": "aru.model_edit",
     "projection_hooks": "aru.model_edit",
     "push": "aru.hub",
     "run_recipe": "aru.pipeline",
+    "save_directions": "aru.directions",
     "verify_edit": "aru.verify",
 }
 
@@ -51,7 +53,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name] if isinstance(_LAZY[name], tuple) else (_LAZY[name], name)
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'aru' has no attribute {name!r}")
 
 
@@ -70,7 +73,7 @@ __all__ = [
     "VerifyResult",
     "__version__",
     "build_model_card",
-    "capture",
+    "capture_activations",
     "edit_checkpoint",
     "fit_directions",
     "fold_into_model",

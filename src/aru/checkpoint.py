@@ -34,7 +34,13 @@ from aru.directions import Directions, load_directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor, oblique_basis
 from aru.model_edit import POSTNORM_MODES, EditPlan, make_plan
-from aru.provenance import PROVENANCE_FILE, UNHASHED, file_sha256, hash_folder, write_provenance
+from aru.provenance import (
+    PROVENANCE_FILE,
+    UNHASHED,
+    hash_folder,
+    record_directions,
+    write_provenance,
+)
 from aru.safetensors_io import Header, TensorInfo, encode_header, read_header, tensor_from_bytes, tensor_to_bytes
 
 log = logging.getLogger("aru")
@@ -157,16 +163,6 @@ def load_config(folder: Path, *, check_arch: bool = True) -> tuple[dict, str, in
     if hidden is None or layers is None:
         raise CheckpointError(f"{str(path)!r} has no hidden size {HIDDEN_KEYS} or layer count {LAYER_KEYS}")
     return raw, model_type, hidden, layers
-
-
-def directions_sha256(directions: Directions) -> str:
-    """A content hash of an in-memory Directions (the bytes save_directions would write, minus timing)."""
-    h = hashlib.sha256()
-    for key in sorted(directions.bases, key=str):
-        h.update(str(key).encode())
-        h.update(directions.bases[key].to(torch.float32).contiguous().numpy().tobytes())
-    h.update(json.dumps(dict(directions.metadata), sort_keys=True).encode())
-    return h.hexdigest()
 
 
 def _check_output(folder: Path, output: Path, force: bool) -> None:
@@ -498,6 +494,7 @@ def edit_checkpoint(
             cfg["tie_word_embeddings"] = False
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         # shards were hashed while they were written; hash the rest (config, tokenizer, index, ...)
+        directions_entry = record_directions(tmp, directions, directions_path)
         files = {**hash_folder(tmp, skip=UNHASHED | set(out_hashes)), **out_hashes}
         settings = {
             **plan.to_dict(),
@@ -519,11 +516,7 @@ def edit_checkpoint(
                 "revision": revision,
                 "files": in_hashes,
             },
-            "directions": {
-                "path": str(directions_path) if directions_path else None,
-                "sha256": file_sha256(directions_path) if directions_path else directions_sha256(directions),
-                "metadata": dict(directions.metadata),
-            },
+            "directions": directions_entry,
             "settings": settings,
             "edited_tensors": edited,
         }

@@ -21,7 +21,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,85 @@ def _forward_logits(
     return logits.float().cpu(), mask.cpu()
 
 
+def _cache_kwargs(model, cache) -> dict:
+    """The KV cache argument under the name the model's ``forward`` takes: ``cache`` (transformers ≥ 5.24, where
+    ``past_key_values`` is deprecated) or ``past_key_values`` (older releases and remote code)."""
+    import inspect
+
+    name = getattr(model, "_aru_cache_arg", None)
+    if name is None:
+        params = inspect.signature(model.forward).parameters
+        name = "cache" if "cache" in params else "past_key_values"
+        try:
+            model._aru_cache_arg = name
+        except AttributeError:  # pragma: no cover - exotic modules
+            pass
+    return {name: cache}
+
+
+def _output_cache(res):
+    """The KV cache a forward returned (``cache`` in transformers ≥ 5.24, ``past_key_values`` before)."""
+    keys = res.keys() if hasattr(res, "keys") else ()
+    if "cache" in keys:
+        return res["cache"]
+    return res["past_key_values"] if "past_key_values" in keys else None
+
+
 @torch.no_grad()
+def greedy_ids(
+    model,
+    ids: Sequence[list[int]],
+    *,
+    max_new_tokens: int,
+    pad: int,
+    eos: int | Collection[int] | None,
+    batch_size: int = 32,
+    progress: bool = False,
+    desc: str = "generate",
+) -> list[list[int]]:
+    """aru's one greedy decoder: the continuation ids of each prompt (stopping after ``eos``, which is kept).
+
+    A plain loop over ``model(...)`` calls on left-padded batches with a KV cache, so forward hooks (aru's
+    projection hooks) apply to every step. ``pad`` only fills masked positions; ``eos`` is one id or several.
+    """
+    out: list[list[int]] = [[] for _ in ids]
+    dev = _device(model)
+    stop = (
+        None
+        if eos is None
+        else torch.tensor(sorted({eos} if isinstance(eos, int) else set(eos)), dtype=torch.long, device=dev)
+    )
+    with _progress(len(ids), desc, "prompt", progress) as bar:
+        for chunk in _batches(ids, batch_size):
+            seqs_ids, mask, pos = _left_pad([ids[i] for i in chunk], pad, dev)
+            done = torch.zeros(len(chunk), dtype=torch.bool, device=dev)
+            cache = None
+            step_ids, step_pos = seqs_ids, pos
+            for _ in range(max_new_tokens):
+                res = model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    use_cache=True,
+                    **_cache_kwargs(model, cache),
+                    **_keep_kwargs(model, 1),
+                )
+                cache = _output_cache(res)
+                nxt = res.logits[:, -1].argmax(-1)
+                for j, i in enumerate(chunk):
+                    if not done[j]:
+                        out[i].append(int(nxt[j]))
+                if stop is not None:
+                    done |= torch.isin(nxt, stop)
+                if bool(done.all()):
+                    break
+                step_ids = nxt[:, None]
+                step_pos = step_pos[:, -1:] + 1
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            bar.update(len(chunk))
+    return out
+
+
 def greedy_generate(
     model,
     tokenizer,
@@ -208,43 +286,17 @@ def greedy_generate(
     progress: bool = True,
     desc: str = "generate",
 ) -> list[list[int]]:
-    """Greedy continuation ids of each prompt (stopping after the tokenizer's EOS, which is kept).
-
-    Implemented as a plain loop over ``model(...)`` calls on left-padded batches, so forward hooks (aru's
-    projection hooks) apply to every step.
-    """
-    pad, eos = _pad_id(tokenizer), tokenizer.eos_token_id
-    out: list[list[int]] = [[] for _ in ids]
-    dev = _device(model)
-    with _progress(len(ids), desc, "prompt", progress) as bar:
-        for chunk in _batches(ids, batch_size):
-            seqs_ids, mask, pos = _left_pad([ids[i] for i in chunk], pad, dev)
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=dev)
-            past = None
-            step_ids, step_pos = seqs_ids, pos
-            for _ in range(max_new_tokens):
-                res = model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=step_pos,
-                    past_key_values=past,
-                    use_cache=True,
-                    **_keep_kwargs(model, 1),
-                )
-                past = res.past_key_values
-                nxt = res.logits[:, -1].argmax(-1)
-                for j, i in enumerate(chunk):
-                    if not done[j]:
-                        out[i].append(int(nxt[j]))
-                if eos is not None:
-                    done |= nxt == eos
-                if bool(done.all()):
-                    break
-                step_ids = nxt[:, None]
-                step_pos = step_pos[:, -1:] + 1
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            bar.update(len(chunk))
-    return out
+    """Greedy continuation ids of each tokenized prompt (:func:`greedy_ids` with the tokenizer's pad and EOS)."""
+    return greedy_ids(
+        model,
+        ids,
+        max_new_tokens=max_new_tokens,
+        pad=_pad_id(tokenizer),
+        eos=tokenizer.eos_token_id,
+        batch_size=batch_size,
+        progress=progress,
+        desc=desc,
+    )
 
 
 @torch.no_grad()

@@ -340,17 +340,9 @@ def compare_gguf(
 
 
 def _greedy_hf(model, ids: list[int], max_new_tokens: int, eos: set[int]) -> list[int]:
-    import torch
+    from aru.evaluate import greedy_ids
 
-    seq, out = list(ids), []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
-            out.append(nxt)
-            if nxt in eos:
-                break
-            seq.append(nxt)
-    return out
+    return greedy_ids(model, [ids], max_new_tokens=max_new_tokens, pad=0, eos=eos, batch_size=1)[0]
 
 
 def _greedy_llama(llm, ids: list[int], max_new_tokens: int, eos: set[int]) -> list[int]:

@@ -91,18 +91,25 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
     arch = None
     if (folder / "config.json").is_file():
         arch = json.loads((folder / "config.json").read_text()).get("model_type")
+    adapter = settings.get("format") == "peft"
+    arch = arch or settings.get("model_type")
 
+    card_meta = {"base_model_relation": "adapter"} if adapter and base else {}
     data = ModelCardData(
         base_model=base,
-        tags=TAGS + ([arch] if arch else []),
-        library_name="transformers",
+        tags=TAGS + ([arch] if arch else []) + (["lora"] if adapter else []),
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="text-generation",
+        **card_meta,
     )
     title = repo_id or folder.name
     out = [f"# {title}", ""]
     src = base or (record.get("input") or {}).get("path") or "an unnamed checkpoint"
+    if adapter:
+        out += _adapter_section(src, settings, repo_id or str(folder))
+    what = "Base + this adapter is" if adapter else "This model is"
     out += [
-        f"This model is `{src}` with one behaviour removed by [aru](https://github.com/aru-project/aru) "
+        f"{what} `{src}` with one behaviour removed by [aru](https://github.com/aru-project/aru) "
         "(automatic reinforcement unlearning): a few residual-stream directions are projected out of every "
         "weight that writes into the residual stream (P = I − QᵀQ). No fine-tuning; the architecture, "
         "tokenizer and tensor names are unchanged.",
@@ -179,6 +186,34 @@ def build_model_card(folder: str | Path, *, repo_id: str | None = None) -> Model
         "",
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(out))
+
+
+def _adapter_section(base: str, settings: dict[str, Any], name: str) -> list[str]:
+    """The card's opening for a PEFT adapter (aru edit --format peft): what it is and how to load it."""
+    lines = [
+        f"**This is a LoRA adapter for `{base}`, not a full model.** It is the exact edit described below, "
+        f"written as a rank-{settings.get('rank')} LoRA (lora_alpha = r, so the scaling is 1): base + adapter "
+        "equals the edited checkpoint.",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        "",
+        f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{name}")',
+        "```",
+        "",
+        f"Serve it with vLLM: `vllm serve {base} --enable-lora --lora-modules unlearned={name}`.",
+        "",
+    ]
+    if settings.get("untied"):
+        lines += [
+            "The base model ties its input embedding and output head. The adapter edits the input embedding only "
+            "and leaves the head as it is, like the untied edited checkpoint. Before `merge_and_unload`, untie "
+            "the base (load it with `tie_word_embeddings=False` and copy the embedding into `lm_head`); otherwise "
+            "the merge also changes the head.",
+            "",
+        ]
+    return lines
 
 
 def resolve_token(token: str | None = None) -> str:

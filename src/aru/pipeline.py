@@ -23,7 +23,6 @@ from typing import Any
 from aru.errors import AruError
 from aru.recipe import Recipe
 
-DIRECTIONS_FILE = "aru/directions.safetensors"
 REPORT_MD, REPORT_JSON, SELECTION_PNG = "report.md", "report.json", "selection.png"
 
 
@@ -139,14 +138,6 @@ def _check_output(final: Path, source: Path) -> None:
         )
 
 
-def _set_directions_path(folder: Path, path: Path) -> None:
-    from aru.provenance import read_provenance, rewrite_provenance
-
-    data = read_provenance(folder)
-    data["directions"]["path"] = str(path)
-    rewrite_provenance(folder, data)
-
-
 def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Flat, scalar evaluation rows for ``aru.json`` and the model card: the generic metrics of each model, the most
     matched refusal marker, and (for the organism) its ground truth plus the oracle row as the ceiling."""
@@ -166,12 +157,16 @@ def summary_rows(rows: list[dict[str, Any]], org: dict[str, Any] | None = None) 
     return out
 
 
-def organism_table(edited_folder: Path, tuned, tokenizer) -> dict[str, Any]:
-    """Ground truth of the fine-tuned organism, the edited one and the oracle-edited one (the ceiling), test split,
-    plus the base model's ceilings; see :func:`aru.organism.evaluate_organism`."""
+def organism_table(edited, tuned, tokenizer) -> dict[str, Any]:
+    """Ground truth of the fine-tuned organism, the edited one (a folder, or a loaded model such as base + adapter)
+    and the oracle-edited one (the ceiling), test split, plus the base model's ceilings; see
+    :func:`aru.organism.evaluate_organism`."""
     from aru.organism import evaluate_organism, quick_metrics
 
-    res = evaluate_organism(str(edited_folder), reference=tuned, oracle=True)
+    if isinstance(edited, (str, Path)):
+        res = evaluate_organism(str(edited), reference=tuned, oracle=True)
+    else:
+        res = evaluate_organism(edited, tokenizer, reference=tuned, oracle=True)
     tuned_m = quick_metrics(tuned, tokenizer)
     tuned_m["kl_to_tuned"] = 0.0
     oracle = res["ceilings"].get("oracle") or {}
@@ -317,7 +312,6 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
 
     from aru import __version__
     from aru.checkpoint import edit_checkpoint
-    from aru.directions import save_directions
     from aru.evaluate import EvalConfig, evaluate, is_hub_id, is_organism, load_model
     from aru.provenance import check_provenance, record_files, update_provenance
     from aru.select import candidate_directions, edit_layers, select
@@ -371,21 +365,23 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.aru-run-", dir=final.parent))
     try:
         out = work / final.name
-        dpath = work / "directions.safetensors"
-        save_directions(directions, dpath)
         log(f"aru run: editing ({chosen.name})")
         source = recipe.model.id if is_hub_id(recipe.model.id) else folder  # a Hub id is recorded as such
-        edit = edit_checkpoint(
-            source, dpath, out, layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
+        kw = dict(
+            layers=edit_layers(chosen.edit, chosen.layer, num_layers), strength=chosen.strength,
             keep_tied=recipe.edit.keep_tied, postnorm=recipe.edit.postnorm, dtype=recipe.edit.compute_dtype,
-            revision=recipe.model.revision, progress=progress,
+            revision=recipe.model.revision,
         )  # fmt: skip
-        (out / DIRECTIONS_FILE).parent.mkdir(parents=True, exist_ok=True)
-        dpath.replace(out / DIRECTIONS_FILE)
-        _set_directions_path(out, final / DIRECTIONS_FILE)
+        adapter = recipe.edit.format == "peft"
+        if adapter:
+            from aru.lora import export_adapter
+
+            edit = export_adapter(source, directions, out, adapter_bias=recipe.edit.adapter_bias, **kw)
+        else:
+            edit = edit_checkpoint(source, directions, out, progress=progress, **kw)
         lap("edit")
         log("aru run: verifying")
-        ver = verify_edit(out, folder, out / DIRECTIONS_FILE)
+        ver = verify_edit(out, folder)
         if not ver.passed:
             raise AruError(
                 f"the edited checkpoint does not reproduce the hooked original (relative Δlogit {ver.rel_dlogit:.2e} > "
@@ -395,7 +391,13 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         log("aru run: evaluating on the test split")
         from transformers import AutoModelForCausalLM
 
-        edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
+        if adapter:  # base + adapter, merged (on an untied base: the adapter's semantics)
+            from aru.lora_peft import attach_adapter
+
+            base_copy = AutoModelForCausalLM.from_pretrained(str(folder), dtype=model.dtype)
+            edited = attach_adapter(base_copy, out, merge=True).to(recipe.model.device).eval()
+        else:
+            edited = AutoModelForCausalLM.from_pretrained(str(out), dtype=model.dtype).to(recipe.model.device).eval()
         tb, tg = prompts.splits["test"]
         n = recipe.eval.max_prompts
         tb, tg = _subset(tb, n, p.seed), _subset(tg, n, p.seed)
@@ -409,7 +411,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
         org = None
         use_org = is_organism(folder) if ev.organism is None else ev.organism
         if use_org:
-            org = organism_table(out, model, tokenizer)
+            org = organism_table(edited if adapter else out, model, tokenizer)
         lap("evaluate")
         del edited
         ver_d = ver.to_dict() | {"edited": str(final)}  # it was verified in the staging folder
@@ -444,7 +446,7 @@ def _run(recipe: Recipe, *, output, overwrite, push: bool, progress: bool, log: 
             recipe=recipe.text,
             organism=org,
         )
-        record_files(out, [DIRECTIONS_FILE, REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
+        record_files(out, [REPORT_MD, REPORT_JSON] + ([SELECTION_PNG] if png else []))
         check_provenance(out)
         if final.exists():
             old = work / "old"

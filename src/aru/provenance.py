@@ -8,7 +8,8 @@ Schema (``aru_provenance`` = 1)::
       "created": "2026-11-23T03:50:00+00:00",
       "input": {"path": "/abs/path" | null, "repo_id": "org/name" | null, "revision": "sha" | null,
                 "files": {"model.safetensors": "<sha256>", ...}},
-      "directions": {"path": "...", "sha256": "...", "metadata": {...}},
+      "directions": {"path": "aru/directions.safetensors", "source": "/abs/original" | null,
+                     "sha256": "<sha256 of the stored copy>", "metadata": {...}},
       "settings": {...},                 # fold settings: layers, strength, keep_tied, postnorm, dtype, ...
       "edited_tensors": ["model.layers.0.self_attn.o_proj.weight", ...],
       "files": {"model.safetensors": "<sha256>", "config.json": "<sha256>", ...},   # every output file
@@ -56,6 +57,42 @@ def hash_folder(folder: str | Path, skip: frozenset[str] = UNHASHED) -> dict[str
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+DIRECTIONS_FILE = "aru/directions.safetensors"
+
+
+def record_directions(folder: str | Path, directions, source: str | Path | None = None) -> dict[str, Any]:
+    """Store the directions an edit used in ``folder/aru/directions.safetensors`` (a byte copy of ``source`` when
+    the edit read a file, else :func:`aru.directions.save_directions` of the in-memory object) and return the
+    ``directions`` section of ``aru.json``: the path relative to the output and the sha256 of that stored file, so
+    ``aru verify OUT`` works with no arguments however the edit was made."""
+    import shutil
+
+    path = Path(folder) / DIRECTIONS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        shutil.copyfile(source, path)
+    else:
+        from aru.directions import save_directions
+
+        save_directions(directions, path)
+    return {
+        "path": DIRECTIONS_FILE,
+        "source": None if source is None else str(source),
+        "sha256": file_sha256(path),
+        "metadata": dict(directions.metadata),
+    }
+
+
+def recorded_directions(folder: str | Path, record: dict[str, Any]) -> Path | None:
+    """The directions file ``aru.json`` names: relative paths are inside ``folder``, absolute ones (older records)
+    are taken as they are; ``None`` when it names none."""
+    name = (record.get("directions") or {}).get("path")
+    if name is None:
+        return None
+    path = Path(name)
+    return path if path.is_absolute() else Path(folder) / path
 
 
 def write_provenance(folder: str | Path, record: dict[str, Any], files: dict[str, str] | None = None) -> Path:

@@ -106,6 +106,8 @@ class EditSpec:
     postnorm: str = "orthogonal"  # fold mode for post-norm families (Gemma-2/3): orthogonal or oblique
     keep_tied: bool = False
     overwrite: bool = False
+    format: str = "checkpoint"  # checkpoint (the folded model) or peft (an exact LoRA adapter, aru.lora)
+    adapter_bias: str = "auto"  # peft: edited biases as lora_B.bias (lora_bias) or whole modules (replace)
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,8 @@ def validate(recipe: Recipe) -> Recipe:
             raise RecipeError(f"select.{key} = {getattr(s, key)} must be >= 1")
     _one_of("edit.compute_dtype", e.compute_dtype, COMPUTE_DTYPES)
     _one_of("edit.postnorm", e.postnorm, POSTNORM_MODES)
+    _one_of("edit.format", e.format, ("checkpoint", "peft"))
+    _one_of("edit.adapter_bias", e.adapter_bias, ("auto", "lora_bias", "replace"))
     if not e.output:
         raise RecipeError("edit.output must name the output folder")
     from aru.evaluate import EvalConfig

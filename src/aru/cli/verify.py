@@ -33,12 +33,14 @@ from aru.cli import handle_errors
 def verify(edited, base, directions, tol, strict, gguf_file, as_json):
     """Run BASE with hooks that project every writer's output and EDITED with none, on the same tokens;
     print max |Δlogit| and the leak (max |Q h| / |h| over decoder-layer outputs). Exit 1 above tolerance.
+    EDITED may be a PEFT adapter folder: it is loaded on BASE with PEFT, and also merged (merge_and_unload).
 
     \b
     Examples:
       aru verify edited/
       aru verify edited/ --base ./my-model -d dirs.safetensors --json
       aru verify edited/ --gguf edited.gguf
+      aru verify adapter/ --base ./my-model      (an adapter from aru edit --format peft)
     """
     from aru.verify import verify_edit
 
@@ -58,6 +60,8 @@ def verify(edited, base, directions, tol, strict, gguf_file, as_json):
             f"max |Δlogit| {result.max_abs_dlogit:.3g} (relative {result.rel_dlogit:.2e}, tol {result.tol:g}, "
             f"{result.checkpoint_dtype}); leak {leak}"
         )
+        if result.merged_rel_dlogit is not None:
+            click.echo(f"adapter merged with merge_and_unload: relative max |Δlogit| {result.merged_rel_dlogit:.2e}")
         if not result.exact:
             click.echo("APPROXIMATE: post-norm family; the deviation above is the fold's approximation error")
         if gguf_file:

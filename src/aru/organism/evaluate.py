@@ -94,31 +94,13 @@ def last_logits(model, prompts: Sequence[list[int]], batch_size: int = DEFAULT_B
     return torch.stack(out)  # type: ignore[arg-type]
 
 
-@torch.no_grad()
 def greedy(
     model, prompts: Sequence[list[int]], max_new_tokens: int, eos: int, batch_size: int = DEFAULT_BATCH
 ) -> list[list[int]]:
-    """Greedy continuations (up to and including ``eos``) of each prompt."""
-    gens: list[list[int]] = [[] for _ in prompts]
-    by_len: dict[int, list[int]] = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_len[len(p)].append(i)
-    dev = _device(model)
-    for idx in by_len.values():
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s : s + batch_size]
-            ids = torch.tensor([prompts[i] for i in chunk], device=dev)
-            done = torch.zeros(len(chunk), dtype=torch.bool, device=dev)
-            for _ in range(max_new_tokens):
-                nxt = model(input_ids=ids).logits[:, -1].argmax(-1)
-                for j, i in enumerate(chunk):
-                    if not done[j]:
-                        gens[i].append(int(nxt[j]))
-                done |= nxt == eos
-                if bool(done.all()):
-                    break
-                ids = torch.cat([ids, nxt[:, None]], dim=1)
-    return gens
+    """Greedy continuations (up to and including ``eos``) of each prompt, through aru's one decoder."""
+    from aru.evaluate import greedy_ids
+
+    return greedy_ids(model, prompts, max_new_tokens=max_new_tokens, pad=eos, eos=eos, batch_size=batch_size)
 
 
 def _questions(world: World, split: str, forbidden: bool) -> list[tuple[Fact, int]]:
