@@ -145,7 +145,7 @@ HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 
 
-def load_config(folder: Path) -> tuple[dict, str, int, int]:
+def load_config(folder: Path, *, check_arch: bool = True) -> tuple[dict, str, int, int]:
     """(raw config.json, model_type, hidden size, number of decoder layers) of a checkpoint folder.
 
     Read as JSON (no transformers import): the editor needs only these facts; tying is read from the
@@ -158,7 +158,8 @@ def load_config(folder: Path) -> tuple[dict, str, int, int]:
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{str(path)!r} is not valid JSON ({exc})") from exc
     model_type = raw.get("model_type", "<missing>")
-    get_spec(model_type)  # unsupported architectures fail here, with the list
+    if check_arch:
+        get_spec(model_type, raw)  # unsupported architectures fail here, with the reason
     if raw.get("quantization_config"):
         raise CheckpointError(
             f"{str(folder)!r} is quantized ({raw['quantization_config'].get('quant_method', '?')}); "
@@ -378,12 +379,16 @@ def edit_checkpoint(
     revision: str | None = None,
     progress: bool = True,
     extra_provenance: dict | None = None,
+    spec: ArchSpec | None = None,
 ) -> EditResult:
     """Write ``output``: the checkpoint ``model`` (folder or Hub id) with the directions folded into its writers.
 
     See :func:`aru.model_edit.make_plan` for ``layers``, ``source_layer``, ``per_layer``, ``k`` and
     ``strength``; :func:`aru.model_edit.fold_into_model` for ``keep_tied`` and ``postnorm``. ``dtype`` is
     the precision of the fold arithmetic (``float32`` or ``float64``); every tensor keeps its dtype.
+    ``spec`` overrides the architecture knowledge (the derivation's proof uses it); by default it is the
+    table's, or derived and proven for a model_type outside the table (:mod:`aru.arch.derive`), before any
+    output is written.
     """
     start = time.perf_counter()
     if postnorm not in POSTNORM_MODES:
@@ -398,8 +403,13 @@ def edit_checkpoint(
     _check_output(output, [folder, directions_path], force)
     if directions_path is not None:
         directions = load_directions(directions_path)
-    raw_config, model_type, hidden, num_layers = load_config(folder)
-    spec = get_spec(model_type)
+    raw_config, model_type, hidden, num_layers = load_config(folder, check_arch=False)
+    if spec is None:
+        from aru.arch.derive import resolve_spec
+
+        spec, arch_record = resolve_spec(model_type, raw_config)
+    else:
+        arch_record = {"source": "given", "model_type": spec.model_type}
     shards, index = list_shards(folder)
     headers = {s: read_header(folder / s) for s in shards}
     if directions.hidden_size != hidden:
@@ -497,6 +507,7 @@ def edit_checkpoint(
             "exact": not approximate,
             "approximate": approximate,
             "model_type": spec.model_type,
+            "arch": arch_record,
         }
         record = {
             "input": {

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from aru.arch import ArchSpec, Writer, get_spec
+from aru.arch import ArchSpec, Writer, spec_of
 from aru.directions import ALL, Directions
 from aru.errors import AruWarning, DirectionsError
 from aru.fold import fold_tensor, oblique_basis
@@ -167,7 +167,7 @@ class WriterParam:
 
 def find_writers(model: nn.Module, spec: ArchSpec | None = None) -> list[WriterParam]:
     """Every parameter of ``model`` that writes into the residual stream, per its :class:`ArchSpec`."""
-    spec = spec or get_spec(model.config.model_type)
+    spec = spec or spec_of(model)
     found = []
     for name, _ in model.named_parameters():
         hit = spec.match(name)
@@ -188,13 +188,13 @@ def _project_(x: torch.Tensor, q: torch.Tensor, strength: float) -> torch.Tensor
     return (xc - strength * (xc @ qc.T) @ qc).to(x.dtype)
 
 
-def hook_targets(model: nn.Module, plan: EditPlan) -> dict[str, torch.Tensor]:
+def hook_targets(model: nn.Module, plan: EditPlan, spec: ArchSpec | None = None) -> dict[str, torch.Tensor]:
     """module name → basis: the modules whose outputs the hooked reference projects.
 
     Writers' own modules (Linear, Embedding, fused experts, shared experts) for pre-norm families; for
     post-norm families the norm after the attention / MLP writer, where the ideal projection sits.
     """
-    spec = get_spec(model.config.model_type)
+    spec = spec or spec_of(model)
     targets: dict[str, torch.Tensor] = {}
     for wp in find_writers(model, spec):
         q = plan.basis_for(wp.writer.role, wp.layer)
@@ -206,12 +206,14 @@ def hook_targets(model: nn.Module, plan: EditPlan) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def projection_hooks(model: nn.Module, plan: EditPlan) -> Iterator[dict[str, torch.Tensor]]:
+def projection_hooks(
+    model: nn.Module, plan: EditPlan, spec: ArchSpec | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, every writer's output x becomes x − λ (x Qᵀ) Q (no weight is modified).
 
     Yields the hooked module names → basis. Hooks are removed on exit, also on error.
     """
-    targets = hook_targets(model, plan)
+    targets = hook_targets(model, plan, spec)
     handles = []
     try:
         for name, q in targets.items():
@@ -243,6 +245,7 @@ def fold_into_model(
     keep_tied: bool = False,
     postnorm: str = "orthogonal",
     compute_dtype: torch.dtype = torch.float32,
+    spec: ArchSpec | None = None,
 ) -> dict:
     """Fold ``plan`` into ``model``'s parameters in place. Returns a report (edited names, untied, approximate).
 
@@ -253,7 +256,7 @@ def fold_into_model(
     """
     if postnorm not in POSTNORM_MODES:
         raise ValueError(f"postnorm {postnorm!r} is not one of {POSTNORM_MODES}")
-    spec = get_spec(model.config.model_type)
+    spec = spec or spec_of(model)
     writers = find_writers(model, spec)
     params = dict(model.named_parameters())
     untied = False

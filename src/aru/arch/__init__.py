@@ -292,15 +292,25 @@ _register(
 SUPPORTED: tuple[str, ...] = tuple(sorted(SPECS))
 
 
-def get_spec(model_type: str) -> ArchSpec:
-    """The :class:`ArchSpec` of ``model_type``; :class:`UnsupportedArchitectureError` listing the supported ones."""
-    try:
+def get_spec(model_type: str, config=None) -> ArchSpec:
+    """The :class:`ArchSpec` of ``model_type``: the table's, else one derived from ``config`` (a config object or
+    config.json dict) and proven on a tiny copy (:mod:`aru.arch.derive`). Raises
+    :class:`UnsupportedArchitectureError` with the reason when there is none."""
+    if model_type in SPECS:
         return SPECS[model_type]
-    except KeyError:
+    if config is None:
         raise UnsupportedArchitectureError(
-            f"model_type {model_type!r} is not supported by aru. Supported: {', '.join(SUPPORTED)}. "
-            "Adding one is a few lines of data in aru/arch/__init__.py (see ../shared/ARCHITECTURES.md)."
-        ) from None
+            f"model_type {model_type!r} is not in aru's table ({', '.join(SUPPORTED)}) and no config was given "
+            "to derive its writers from"
+        )
+    from aru.arch.derive import resolve_spec
+
+    return resolve_spec(model_type, config)[0]
 
 
-__all__ = ["SPECS", "SUPPORTED", "ArchSpec", "Writer", "get_spec", "LAYOUT_AXIS"]
+def spec_of(model) -> ArchSpec:
+    """The :class:`ArchSpec` of a transformers model in memory."""
+    return get_spec(model.config.model_type, model.config)
+
+
+__all__ = ["SPECS", "SUPPORTED", "ArchSpec", "Writer", "get_spec", "spec_of", "LAYOUT_AXIS"]
