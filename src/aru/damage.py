@@ -322,6 +322,9 @@ def check_edit(
         stored = dirs.metadata.get("damage_prompts")
         prompts = json.loads(stored) if stored else None
     folder, _, _ = resolve_model(model, revision=revision)
+    from aru.checkpoint import load_config
+
+    load_config(folder, check_arch=False)  # a malformed config gets aru's clear error before transformers sees it
     try:
         from transformers import AutoTokenizer
 

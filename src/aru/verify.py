@@ -153,7 +153,9 @@ def verify_edit(
     base = base or record["input"].get("path") or record["input"].get("repo_id")
     if base is None:
         raise ProvenanceError(f"{str(edited)!r}: aru.json names no input model; pass --base MODEL")
-    base_folder, _, _ = resolve_model(base, revision=record["input"].get("revision"))
+    # the recorded revision belongs to the recorded Hub id, not to a local folder standing in for it
+    revision = record["input"].get("revision") if str(base) == record["input"].get("repo_id") else None
+    base_folder, _, _ = resolve_model(base, revision=revision)
     if directions is None:
         directions = recorded_directions(edited, record)
         if directions is None:
