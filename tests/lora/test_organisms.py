@@ -39,18 +39,11 @@ def test_toy_organism(oracle, per_layer, tmp_path):
     assert err["edit"] > 1e-3 and err["peft"] <= RTOL and err["merged"] <= RTOL, err
 
 
-def real_base() -> Path | None:
-    """The float32 SmolLM2-135M-Instruct base: issue 12's real organism base, else aru's own copy."""
-    for p in (Path("/work/cache/real-organism/base"), Path("/work/cache/lora17/smollm2")):
-        if (p / "model.safetensors").is_file() and (p / "config.json").is_file():
-            return p
-    return None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(real_base() is None and not os.environ.get("ARU_REAL_BASE"), reason="no real SmolLM2 base")
 def test_real_smollm2(tmp_path):
-    base = Path(os.environ.get("ARU_REAL_BASE") or real_base())
+    from aru.organism.real import build_base
+
+    base = Path(os.environ.get("ARU_REAL_BASE") or build_base())  # the real organism's cached float32 base
     d = 576
     q = orthonormalize(torch.randn(2, d, generator=torch.Generator().manual_seed(0)))
     dpath = save_directions(Directions({"all": q}, d), tmp_path / "d.safetensors")
