@@ -308,7 +308,12 @@ def test_nan_already_in_the_input(ckpt, tmp_path, name, writer):
         (lambda m: (m / "config.json").write_text("{"), "config.json"),
         (lambda m: (m / "config.json").unlink(), "no config.json"),
         (lambda m: (m / "model.safetensors").unlink(), "has no model.safetensors"),
-        (lambda m: (m / "config.json").write_text(json.dumps({"model_type": "bloom", "hidden_size": 32})), "'bloom'"),
+        (
+            lambda m: (m / "config.json").write_text(
+                json.dumps({"model_type": "bloom", "hidden_size": 32, "n_layer": 2})
+            ),
+            "'bloom'",
+        ),
     ],
 )
 def test_corrupt_checkpoints(ckpt, tmp_path, damage, needle):
