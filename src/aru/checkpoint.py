@@ -362,6 +362,80 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="B", unit_scale=True, desc="aru edit", disable=not enabled, file=sys.stderr)
 
 
+@dataclass
+class PreparedEdit:
+    """What every writer of an edit (the checkpoint editor, the adapter export) knows before writing: the resolved
+    input, the loaded directions, the architecture (table or derived and proven), the plan and the tensor edits."""
+
+    folder: Path
+    repo_id: str | None
+    revision: str | None
+    output: Path
+    directions: Directions
+    directions_path: Path | None
+    raw_config: dict
+    model_type: str
+    hidden: int
+    num_layers: int
+    spec: ArchSpec
+    arch_record: dict
+    shards: list[str]
+    index: dict | None
+    headers: dict
+    plan: EditPlan
+    edits: dict
+    embed_name: str | None
+
+
+def prepare_edit(
+    model: str | Path,
+    directions: str | Path | Directions,
+    output: str | Path,
+    *,
+    layers=None,
+    source_layer=None,
+    per_layer: bool = False,
+    k: int | None = None,
+    strength: float = 1.0,
+    postnorm: str = "orthogonal",
+    force: bool = False,
+    revision: str | None = None,
+    spec: ArchSpec | None = None,
+) -> PreparedEdit:
+    """The checks and planning shared by :func:`edit_checkpoint` and :func:`aru.lora.export_adapter`, all done
+    before any output is written: input and output resolved (output policy), directions loaded and checked against
+    the model, architecture resolved, plan made, tensor edits planned, non-writers checked for non-finite values."""
+    folder, repo_id, revision = resolve_model(model, revision=revision)
+    output = Path(output).expanduser().resolve()
+    directions_path = None
+    if not isinstance(directions, Directions):
+        directions_path = Path(directions).expanduser().resolve()
+    _check_output(output, [folder, directions_path], force)
+    if directions_path is not None:
+        directions = load_directions(directions_path)
+    raw_config, model_type, hidden, num_layers = load_config(folder, check_arch=False)
+    if spec is None:
+        from aru.arch.derive import resolve_spec
+
+        spec, arch_record = resolve_spec(model_type, raw_config)
+    else:
+        arch_record = {"source": "given", "model_type": spec.model_type}
+    shards, index = list_shards(folder)
+    headers = {s: read_header(folder / s) for s in shards}
+    if directions.hidden_size != hidden:
+        inputcheck.blame_hidden_size(directions, model=str(model), hidden=hidden, headers=headers, spec=spec)
+    inputcheck.check_directions_for_model(directions, model=str(model), model_type=model_type, num_layers=num_layers)
+    plan = make_plan(
+        directions, num_layers, layers=layers, source_layer=source_layer, strength=strength, per_layer=per_layer, k=k
+    )
+    edits, embed_name = _plan_tensors(spec, headers, plan, folder, postnorm)
+    inputcheck.check_finite(folder, headers, skip=set(edits))
+    return PreparedEdit(
+        folder, repo_id, revision, output, directions, directions_path, raw_config, model_type, hidden, num_layers,
+        spec, arch_record, shards, index, headers, plan, edits, embed_name,
+    )  # fmt: skip
+
+
 def edit_checkpoint(
     model: str | Path,
     directions: str | Path | Directions,
@@ -395,37 +469,14 @@ def edit_checkpoint(
         raise ValueError(f"postnorm {postnorm!r} is not one of {POSTNORM_MODES}")
     if dtype not in COMPUTE_DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {sorted(COMPUTE_DTYPES)} (the fold's arithmetic precision)")
-    folder, repo_id, revision = resolve_model(model, revision=revision)
-    output = Path(output).expanduser().resolve()
-    directions_path = None
-    if not isinstance(directions, Directions):
-        directions_path = Path(directions).expanduser().resolve()
-    _check_output(output, [folder, directions_path], force)
-    if directions_path is not None:
-        directions = load_directions(directions_path)
-    raw_config, model_type, hidden, num_layers = load_config(folder, check_arch=False)
-    if spec is None:
-        from aru.arch.derive import resolve_spec
-
-        spec, arch_record = resolve_spec(model_type, raw_config)
-    else:
-        arch_record = {"source": "given", "model_type": spec.model_type}
-    shards, index = list_shards(folder)
-    headers = {s: read_header(folder / s) for s in shards}
-    if directions.hidden_size != hidden:
-        inputcheck.blame_hidden_size(directions, model=str(model), hidden=hidden, headers=headers, spec=spec)
-    inputcheck.check_directions_for_model(directions, model=str(model), model_type=model_type, num_layers=num_layers)
-    plan = make_plan(
-        directions,
-        num_layers,
-        layers=layers,
-        source_layer=source_layer,
-        strength=strength,
-        per_layer=per_layer,
-        k=k,
-    )
-    edits, embed_name = _plan_tensors(spec, headers, plan, folder, postnorm)
-    inputcheck.check_finite(folder, headers, skip=set(edits))
+    prep = prepare_edit(
+        model, directions, output, layers=layers, source_layer=source_layer, per_layer=per_layer, k=k,
+        strength=strength, postnorm=postnorm, force=force, revision=revision, spec=spec,
+    )  # fmt: skip
+    folder, repo_id, revision, output = prep.folder, prep.repo_id, prep.revision, prep.output
+    directions, directions_path, spec, arch_record = prep.directions, prep.directions_path, prep.spec, prep.arch_record
+    raw_config, hidden, plan = prep.raw_config, prep.hidden, prep.plan
+    shards, index, headers, edits, embed_name = prep.shards, prep.index, prep.headers, prep.edits, prep.embed_name
     all_names = {n for h in headers.values() for n in h.tensors}
     if embed_name is not None:
         d_embed = next(h.tensors[embed_name].shape[-1] for h in headers.values() if embed_name in h.tensors)

@@ -45,13 +45,13 @@ from pathlib import Path
 
 import torch
 
-from aru.arch import ArchSpec, get_spec
-from aru.directions import Directions, load_directions
+from aru.arch import ArchSpec
+from aru.directions import Directions
 from aru.errors import AruWarning, CheckpointError, DirectionsError
 from aru.fold import fold_tensor
-from aru.model_edit import POSTNORM_MODES, make_plan
+from aru.model_edit import POSTNORM_MODES
 from aru.provenance import file_sha256, hash_folder, record_directions, write_provenance
-from aru.safetensors_io import DTYPE_NAMES, DTYPES, TensorInfo, encode_header, read_header, tensor_to_bytes
+from aru.safetensors_io import DTYPE_NAMES, DTYPES, TensorInfo, encode_header, tensor_to_bytes
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -424,14 +424,7 @@ def export_adapter(
 ) -> AdapterResult:
     """Write ``output``: a PEFT LoRA adapter that, on top of ``model``, equals the folded checkpoint
     :func:`aru.checkpoint.edit_checkpoint` would write with the same arguments (see the module docstring)."""
-    from aru.checkpoint import (
-        COMPUTE_DTYPES,
-        _check_output,
-        _plan_tensors,
-        list_shards,
-        load_config,
-        resolve_model,
-    )
+    from aru.checkpoint import COMPUTE_DTYPES, prepare_edit
 
     start = time.perf_counter()
     if postnorm not in POSTNORM_MODES:
@@ -442,27 +435,13 @@ def export_adapter(
         raise ValueError(f"adapter_dtype {adapter_dtype!r} is not one of {sorted(ADAPTER_DTYPES)}")
     if adapter_bias not in ADAPTER_BIAS_MODES:
         raise ValueError(f"adapter_bias {adapter_bias!r} is not one of {ADAPTER_BIAS_MODES}")
-    folder, repo_id, revision = resolve_model(model, revision=revision)
-    output = Path(output).expanduser().resolve()
-    directions_path = None
-    if not isinstance(directions, Directions):
-        directions_path = Path(directions).expanduser().resolve()
-    _check_output(output, [folder, directions_path], force)
-    if directions_path is not None:
-        directions = load_directions(directions_path)
-    _, model_type, hidden, num_layers = load_config(folder)
-    spec = get_spec(model_type)
-    if directions.hidden_size != hidden:
-        raise DirectionsError(
-            f"the directions have dimension {directions.hidden_size} but {str(model)!r} has hidden size {hidden}; "
-            "fit them on this model with: aru fit"
-        )
-    plan = make_plan(
-        directions, num_layers, layers=layers, source_layer=source_layer, strength=strength, per_layer=per_layer, k=k
-    )
-    shards, _ = list_shards(folder)
-    headers = {s: read_header(folder / s) for s in shards}
-    edits, _embed = _plan_tensors(spec, headers, plan, folder, postnorm)
+    prep = prepare_edit(
+        model, directions, output, layers=layers, source_layer=source_layer, per_layer=per_layer, k=k,
+        strength=strength, postnorm=postnorm, force=force, revision=revision,
+    )  # fmt: skip
+    folder, repo_id, revision, output = prep.folder, prep.repo_id, prep.revision, prep.output
+    directions, directions_path, spec, plan = prep.directions, prep.directions_path, prep.spec, prep.plan
+    hidden, shards, headers, edits = prep.hidden, prep.shards, prep.headers, prep.edits
     where = {name: s for s, h in headers.items() for name in h.tensors}
     dtypes = {name: h.tensors[name].dtype for h in headers.values() for name in h.tensors}
     tied = spec.lm_head not in where
