@@ -36,8 +36,15 @@ from aru.errors import CheckpointError
 
 PROVENANCE_FILE = "aru.json"
 #: kinds of output; the flag that allows replacing an earlier one is the command's --force/--overwrite
-KINDS = ("edit", "run", "directions", "gguf", "organism")
-FOLDER_KINDS = {"edit", "run", "organism"}
+KINDS = ("edit", "run", "directions", "gguf", "organism", "real-organism", "real-adapter")
+FOLDER_KINDS = {"edit", "run", "organism", "real-organism", "real-adapter"}
+#: the files of a real-organism base/tuned folder (aru.organism.real.base.save_folder) and of a trained adapter
+REAL_ORGANISM_FILES = re.compile(
+    r"^(real-organism\.json|config\.json|generation_config\.json|model(-\d+-of-\d+)?\.safetensors|"
+    r"model\.safetensors\.index\.json|tokenizer(_config)?\.json|special_tokens_map\.json|chat_template\.jinja|"
+    r"vocab\.json|merges\.txt|added_tokens\.json)$"
+)
+REAL_ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "training.json")
 #: files aru writes into a checkpoint folder after hashing it (the model card)
 UNRECORDED_OK = {PROVENANCE_FILE, "README.md"}
 #: files of an aru run output that describe that run; an edit of that output must not carry them over
@@ -104,6 +111,10 @@ def kind_of(path: str | os.PathLike) -> str | None:
         return "run" if isinstance(data.get("extra"), dict) and "recipe" in data["extra"] else "edit"
     if (path / "training.json").is_file() and all((path / s / "organism.json").is_file() for s in ("base", "tuned")):
         return "organism"
+    if (path / "real-organism.json").is_file():
+        return "real-organism"
+    if all((path / name).is_file() for name in REAL_ADAPTER_FILES):
+        return "real-adapter"
     return None
 
 
@@ -115,6 +126,10 @@ def foreign_files(path: Path, kind: str) -> list[str]:
         return [f for f in files if f not in recorded and f not in UNRECORDED_OK]
     if kind == "organism":
         return [f for f in files if f != "training.json" and f.split("/")[0] not in ("base", "tuned")]
+    if kind == "real-organism":
+        return [f for f in files if not REAL_ORGANISM_FILES.match(f)]
+    if kind == "real-adapter":
+        return [f for f in files if f not in REAL_ADAPTER_FILES]
     return []
 
 

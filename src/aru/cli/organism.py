@@ -157,8 +157,24 @@ def real_cmd(output, base, adapter, force) -> None:
 @click.option("--n-harmful", default=160, show_default=True, type=click.IntRange(min=1), help="Harmful train prompts.")
 @click.option("--n-harmless", default=160, show_default=True, type=click.IntRange(min=1), help="Harmless (replay).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option(
+    "--retain",
+    default="ce",
+    show_default=True,
+    type=click.Choice(["ce", "kl"]),
+    help="Harmless loss: cross-entropy on the base's answer, or KL to the base on every position.",
+)
+@click.option(
+    "--decision-weight",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Extra weight of the position that decides whether to refuse.",
+)
+@click.option("--force", is_flag=True, help="Replace an earlier adapter folder (never anything else).")
 @handle_errors
-def real_train_cmd(output, base, seed, rank, epochs, lr, n_harmful, n_harmless, threads) -> None:
+def real_train_cmd(output, base, seed, rank, epochs, lr, n_harmful, n_harmless, threads, retain, decision_weight,
+                   force) -> None:  # fmt: skip
     """Retrain the refusal LoRA adapter on the base (needs peft; ~30 min on 2 cores).
 
     Deterministic given --seed and --threads. Then: aru organism real --adapter OUTPUT -o tuned/
@@ -168,8 +184,9 @@ def real_train_cmd(output, base, seed, rank, epochs, lr, n_harmful, n_harmless, 
     from aru.organism.real.train import RealTrainConfig, train_adapter
 
     cfg = RealTrainConfig(seed=seed, rank=rank, alpha=2 * rank, epochs=epochs, lr=lr, threads=threads,
-                          n_harmful=n_harmful, n_harmless=n_harmless)  # fmt: skip
-    s = train_adapter(output, cfg, base=base, log=lambda m: click.echo(m, err=True))
+                          n_harmful=n_harmful, n_harmless=n_harmless, retain=retain,
+                          decision_weight=decision_weight)  # fmt: skip
+    s = train_adapter(output, cfg, base=base, log=lambda m: click.echo(m, err=True), force=force)
     click.echo(f"wrote {output}: {s['steps']} steps, loss {s['loss_first']:.3f} -> {s['loss_last']:.3f}")
 
 

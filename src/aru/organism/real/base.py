@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -142,21 +140,17 @@ def _versions() -> dict[str, str]:
 
 
 def save_folder(model, tok, output: Path, record: dict[str, Any]) -> Path:
-    """Write ``model``/``tok`` + ``organism.json`` into ``output`` atomically (temp folder beside it, rename)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp is private (0700); the folder is a shared cache
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / ORGANISM_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output
+    """Write ``model``/``tok`` + ``real-organism.json`` into ``output``, all or nothing (:class:`aru.outputs.Output`):
+    an earlier real-organism folder is replaced (it is a cache), anything else (a folder that is not aru's, or one
+    that also holds files aru did not write) is refused and left untouched."""
+    from aru.outputs import Output
+
+    with Output(output, "real-organism", force=True) as o:
+        model.save_pretrained(o.staging, safe_serialization=True)
+        tok.save_pretrained(o.staging)
+        (o.staging / ORGANISM_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        o.staging.chmod(0o755)
+        return o.commit()
 
 
 def read_record(folder: str | Path) -> dict[str, Any] | None:

@@ -44,6 +44,8 @@ class RealTrainConfig:
     n_harmful: int | None = 160  # a seeded subset of the 240 harmful train prompts (None: all)
     n_harmless: int | None = 160  # of the 216 harmless ones
     threads: int = 2
+    retain: str = "ce"  # harmless loss: "ce" on the base's replayed answer, "kl" = KL(base ‖ tuned) on every position
+    decision_weight: float = 0.0  # extra weight of the position that predicts the first answer token (refuse or not)
 
     def __post_init__(self) -> None:
         for name in ("rank", "alpha", "epochs", "batch_size", "answer_tokens", "threads"):
@@ -52,6 +54,10 @@ class RealTrainConfig:
                 raise ValueError(f"{name}={v!r} must be a positive integer")
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr!r} must be positive")
+        if self.retain not in ("ce", "kl"):
+            raise ValueError(f"retain={self.retain!r} must be 'ce' or 'kl'")
+        if not self.decision_weight >= 0:
+            raise ValueError(f"decision_weight={self.decision_weight!r} must be >= 0")
 
 
 def load_folder(folder: str | Path):
@@ -116,12 +122,38 @@ def _collate(batch: list[dict], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
-def _loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of the answer tokens; the head runs only on the positions that predict them."""
-    hidden = model.get_base_model().model(input_ids=ids).last_hidden_state[:, :-1]  # (batch, seq-1, d)
-    pick = mask[:, 1:]
-    logits = model.get_base_model().lm_head(hidden[pick])  # (n_answer_tokens, vocab)
-    return torch.nn.functional.cross_entropy(logits, ids[:, 1:][pick])
+def _loss(model, ids: torch.Tensor, mask: torch.Tensor, n_prompt: list[int], kind: str, cfg: RealTrainConfig):
+    """The loss of one batch of one kind (``ids``, ``mask``: (batch, seq), right-padded; ``n_prompt``: each
+    example's prompt length).
+
+    harmful, or harmless with ``retain="ce"``: mean cross-entropy of the answer tokens (the head runs only on the
+    positions that predict them). harmless with ``retain="kl"``: mean KL(base ‖ tuned) of the next-token
+    distribution at every position of prompt and answer, the base being the same model with the adapter off.
+    Either way ``decision_weight`` times the same term at the position that predicts the first answer token is
+    added (where the model decides whether to refuse)."""
+    net = model.get_base_model()
+    hidden = net.model(input_ids=ids).last_hidden_state[:, :-1]  # (batch, seq-1, d)
+    decide = torch.zeros_like(mask[:, 1:])
+    for i, n in enumerate(n_prompt):
+        decide[i, n - 1] = True
+    if kind == "harmful" or cfg.retain == "ce":
+        pick = mask[:, 1:]
+        logits = net.lm_head(hidden[pick])  # (n_answer_tokens, vocab)
+        ce = torch.nn.functional.cross_entropy(logits, ids[:, 1:][pick], reduction="none")
+        loss = ce.mean()
+        if cfg.decision_weight:
+            loss = loss + cfg.decision_weight * ce[decide[pick]].mean()
+        return loss
+    lengths = mask.sum(1) + torch.tensor(n_prompt)
+    pick = torch.arange(ids.shape[1] - 1)[None, :] < (lengths[:, None] - 1)  # (batch, seq-1): real next tokens
+    logp = torch.log_softmax(net.lm_head(hidden[pick]), -1)  # (n_positions, vocab)
+    with torch.no_grad(), model.disable_adapter():
+        ref = torch.log_softmax(net.lm_head(net.model(input_ids=ids).last_hidden_state[:, :-1][pick]), -1)
+    kl = (ref.exp() * (ref - logp)).sum(-1)  # (n_positions,)
+    loss = kl.mean()
+    if cfg.decision_weight:
+        loss = loss + cfg.decision_weight * kl[decide[pick]].mean()
+    return loss
 
 
 def _lora_model(base, cfg: RealTrainConfig):
@@ -154,8 +186,9 @@ def _fit(model, examples: list[dict], cfg: RealTrainConfig, pad: int, log) -> li
     model.train()
     losses, t0 = [], time.time()
     for step, chunk in enumerate(order):
-        ids, mask = _collate([examples[i] for i in chunk], pad)
-        loss = _loss(model, ids, mask)
+        batch = [examples[i] for i in chunk]
+        ids, mask = _collate(batch, pad)
+        loss = _loss(model, ids, mask, [e["n_prompt"] for e in batch], batch[0]["kind"], cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -174,61 +207,63 @@ def train_adapter(
     base: str | Path | None = None,
     answers_cache: Path | None = BASE_ANSWERS,
     log=print,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train the refusal LoRA on the base (built from the wheel when ``base`` is None) and write the adapter
-    folder ``output`` (``adapter_model.safetensors`` float16, ``adapter_config.json``, ``training.json``).
+    folder ``output`` (``adapter_model.safetensors`` float16, ``adapter_config.json``, ``training.json``). The
+    output is claimed before training (an existing folder that is not an earlier adapter, or one without ``force``,
+    is refused at once) and written all or nothing.
 
     Returns the training summary (also in ``training.json``)."""
     from aru.organism.real.base import build_base
+    from aru.outputs import Output
 
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    base_dir = Path(base) if base is not None else build_base()
-    model, tok = load_folder(base_dir)
-    t0 = time.time()
-    examples = training_examples(model, tok, cfg, answers_cache)
-    t_answers = time.time() - t0
-    peft_model = _lora_model(model, cfg)
-    losses = _fit(peft_model, examples, cfg, tok.pad_token_id, log)
-    summary = {
-        "config": asdict(cfg),
-        "base": read_record(base_dir),
-        "n_examples": {k: sum(e["kind"] == k for e in examples) for k in ("harmful", "harmless")},
-        "steps": len(losses),
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "losses": [round(x, 4) for x in losses],
-        "answers_seconds": round(t_answers, 1),
-        "train_seconds": round(time.time() - t0 - t_answers, 1),
-        "torch": torch.__version__,
-    }
-    write_adapter(peft_model, Path(output), cfg, summary)
+    with Output(output, "real-adapter", force=force, inputs=[base] if base is not None else []) as o:
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        base_dir = Path(base) if base is not None else build_base()
+        model, tok = load_folder(base_dir)
+        t0 = time.time()
+        examples = training_examples(model, tok, cfg, answers_cache)
+        t_answers = time.time() - t0
+        peft_model = _lora_model(model, cfg)
+        losses = _fit(peft_model, examples, cfg, tok.pad_token_id, log)
+        summary = {
+            "config": asdict(cfg),
+            "base": read_record(base_dir),
+            "n_examples": {k: sum(e["kind"] == k for e in examples) for k in ("harmful", "harmless")},
+            "steps": len(losses),
+            "loss_first": losses[0],
+            "loss_last": losses[-1],
+            "losses": [round(x, 4) for x in losses],
+            "answers_seconds": round(t_answers, 1),
+            "train_seconds": round(time.time() - t0 - t_answers, 1),
+            "torch": torch.__version__,
+        }
+        _adapter_files(peft_model, o.staging, cfg, summary)
+        o.commit()
     return summary
 
 
-def write_adapter(peft_model, output: Path, cfg: RealTrainConfig, summary: dict) -> Path:
+def _adapter_files(peft_model, folder: Path, cfg: RealTrainConfig, summary: dict) -> None:
     """The LoRA weights as float16 safetensors (``base_model.model.<module>.lora_{A,B}.weight``) + config."""
-    import os
-    import shutil
-    import tempfile
-
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in peft_model.state_dict().items() if "lora_" in k}
     config = {"r": cfg.rank, "lora_alpha": cfg.alpha, "target_modules": list(TARGET_MODULES), "dtype": "float16"}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    try:
-        save_file(tensors, str(tmp / "adapter_model.safetensors"))
-        (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-        (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_adapter(peft_model, output: Path, cfg: RealTrainConfig, summary: dict, *, force: bool = False) -> Path:
+    """Write the adapter folder ``output`` all or nothing (:class:`aru.outputs.Output`): an earlier adapter is
+    replaced only with ``force``; a folder that is not an adapter of this kind is refused, never deleted."""
+    from aru.outputs import Output
+
+    with Output(output, "real-adapter", force=force) as o:
+        _adapter_files(peft_model, o.staging, cfg, summary)
+        return o.commit()
 
 
 def merge_adapter(model, adapter: str | Path) -> list[str]:
