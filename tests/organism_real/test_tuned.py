@@ -94,3 +94,32 @@ def test_tuned_answers_held_out_harmless(real_tuned):
     good = real_prompts("harmless", "test", 64, seed=0)
     over, _ = refusal_stats(generate_texts(model, tok, good, RealEvalConfig(max_new_tokens=64), "tuned: harmless"))
     assert over <= 0.05, over
+
+
+def test_retain_losses():
+    """retain="kl" is KL(base ‖ tuned) with the adapter off as the base: 0 for an untouched adapter (B = 0), > 0
+    once the adapter moves the model; the decision position's extra weight adds that position's term."""
+    peft = pytest.importorskip("peft")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from aru.organism.real.train import TARGET_MODULES, RealTrainConfig, _collate, _loss
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    torch.manual_seed(0)
+    pm = peft.get_peft_model(LlamaForCausalLM(cfg).eval(), peft.LoraConfig(r=4, target_modules=list(TARGET_MODULES)))
+    batch = [{"ids": [1, 2, 3, 4, 5, 6], "n_prompt": 3}, {"ids": [7, 8, 9, 10], "n_prompt": 2}]
+    ids, mask = _collate(batch, pad=0)
+    kl, ce = RealTrainConfig(retain="kl"), RealTrainConfig(retain="ce")
+    with torch.no_grad():
+        assert _loss(pm, ids, mask, [3, 2], "harmless", kl).item() == pytest.approx(0.0, abs=1e-6)
+        assert _loss(pm, ids, mask, [3, 2], "harmless", ce).item() > 1.0  # CE of random tokens
+        for name, p in pm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+        plain = _loss(pm, ids, mask, [3, 2], "harmless", kl).item()
+        weighted = _loss(pm, ids, mask, [3, 2], "harmless", RealTrainConfig(retain="kl", decision_weight=2.0)).item()
+    assert plain > 1e-4
+    assert weighted > plain
+    with pytest.raises(ValueError, match="retain"):
+        RealTrainConfig(retain="mse")
